@@ -103,7 +103,20 @@ def test_cross_field_rules_reach_the_crd() -> None:
     assert "self.min <= self.max" in rules["VLMService.spec.replicas"]
     assert "!has(self.lora) || self.mode == 'lora'" in rules["GRPOJob.spec.finetuning"]
     assert any(r.endswith("% self.grpo.numGenerations == 0") for r in rules["GRPOJob.spec"])
-    assert any("self.metadata.name" in r for r in rules["GRPOJob"])
+    assert rules["GRPOJob"] == []  # the name limit is a metadata.name schema, not CEL
+
+
+def test_name_limits_are_in_the_metadata_schema() -> None:
+    (job_crd, svc_crd) = (render_crd(c)["spec"]["versions"][0]["schema"]["openAPIV3Schema"] for c in CRDS)
+    assert job_crd["properties"]["metadata"]["properties"]["name"]["maxLength"] == 48
+    assert svc_crd["properties"]["metadata"]["properties"]["name"]["maxLength"] == 63
+
+
+def test_nested_sections_default_to_their_defaulted_form() -> None:
+    """A default of {} would fail the section's own CEL rules on the API server; see apimodel.defaulted."""
+    spec = render_crd(CRDS[1])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["replicas"]["default"] == {"min": 1, "max": 1}
+    assert spec["properties"]["resources"]["default"]["accelerator"] == "nvidia"
 
 
 def test_subresources_and_columns() -> None:

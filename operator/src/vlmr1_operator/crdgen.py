@@ -206,7 +206,7 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
                 "type": "string",
                 "description": "Kind is a string value representing the REST resource this object represents.",
             },
-            "metadata": {"type": "object"},
+            "metadata": _metadata_schema(structural_schema(props["metadata"], defs)),
             "spec": structural_schema(props["spec"], defs),
             "status": structural_schema(props["status"], defs),
         },
@@ -215,6 +215,15 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     if "x-kubernetes-validations" in raw:
         schema["x-kubernetes-validations"] = raw["x-kubernetes-validations"]
     return schema
+
+
+def _metadata_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
+    """Kubernetes lets a CRD constrain only metadata.name (and generateName); keep just that."""
+    name = model_schema.get("properties", {}).get("name", {})
+    limits = {k: v for k, v in name.items() if k in ("maxLength", "pattern")}
+    if not limits:
+        return {"type": "object"}
+    return {"type": "object", "properties": {"name": {"type": "string", **limits}}}
 
 
 def render_crd(crd: CrdSpec) -> dict[str, Any]:

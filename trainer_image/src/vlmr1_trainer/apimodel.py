@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
-__all__ = ["ApiModel", "CelRule", "cel_rule"]
+__all__ = ["ApiModel", "CelRule", "cel_rule", "defaulted"]
 
 _F = TypeVar("_F", bound=Callable[..., bool])
 
@@ -99,3 +99,14 @@ class ApiModel(BaseModel):
     def to_yaml_dict(self) -> dict[str, Any]:
         """The camelCase form a user writes in YAML (unset optionals left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def defaulted(model: type[ApiModel]) -> Any:
+    """Field default for a nested section whose fields all have defaults.
+
+    The CRD carries the section's defaulted form (not ``{}``): the API server
+    validates a default against the section's CEL rules without defaulting inside
+    it, and fills the section in for objects that leave it out, so rules one level
+    up can rely on it being there.
+    """
+    return Field(default_factory=model, json_schema_extra={"default": model().to_yaml_dict()})

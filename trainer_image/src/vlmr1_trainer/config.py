@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from vlmr1_trainer.apimodel import ApiModel, cel_rule
+from vlmr1_trainer.apimodel import ApiModel, cel_rule, defaulted
 
 Task = Literal["rec", "ovd", "math", "gui", "custom"]
 ModelFamily = Literal["qwen2.5-vl", "internvl"]
@@ -395,19 +395,19 @@ class TrainerConfig(ApiModel):
     """Weighted rewards. Empty: the task's defaults (rec: rec_iou + rec_format; ovd: od_length +
     format; math: math + format; gui: all_match + format)."""
 
-    finetuning: FinetuningSpec = Field(default_factory=FinetuningSpec)
+    finetuning: FinetuningSpec = defaulted(FinetuningSpec)
     """Full fine-tuning, LoRA, or a frozen vision tower."""
 
-    grpo: GrpoSpec = Field(default_factory=GrpoSpec)
+    grpo: GrpoSpec = defaulted(GrpoSpec)
     """GRPO algorithm settings."""
 
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    training: TrainingSpec = defaulted(TrainingSpec)
     """Optimisation, schedule and intervals."""
 
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    rollout: RolloutSpec = defaulted(RolloutSpec)
     """Completion generation engine."""
 
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    checkpoint: CheckpointSpec = defaulted(CheckpointSpec)
     """Checkpoint storage and retention."""
 
     @cel_rule(

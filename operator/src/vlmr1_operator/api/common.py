@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
 
@@ -38,6 +38,28 @@ Quantity = Annotated[
 LabelMap = dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]]
 
 Accelerator = Literal["nvidia", "ascend", "cpu"]
+
+
+#: A DNS-1035 label: what a Service name must be.
+DNS_LABEL_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def DnsLabel(max_length: int, why: str) -> Any:  # noqa: N802 - used as a type
+    """An object name that must be a DNS-1035 label of at most `max_length` characters."""
+
+    def check(name: str) -> str:
+        if len(name) > max_length or not re.fullmatch(DNS_LABEL_PATTERN, name):
+            raise ValueError(
+                f"{name!r} is not a valid name: use at most {max_length} characters of a-z, 0-9 and '-', "
+                f"starting with a letter ({why})"
+            )
+        return name
+
+    return Annotated[
+        str,
+        Field(min_length=1, max_length=max_length, json_schema_extra={"pattern": DNS_LABEL_PATTERN}),
+        AfterValidator(check),
+    ]
 
 
 class ObjectMeta(ApiModel):

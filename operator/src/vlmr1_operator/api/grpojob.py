@@ -6,7 +6,6 @@ run policy, credentials, a pod template override).
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,20 +14,19 @@ from pydantic import Field
 from vlmr1_operator.api.common import (
     Accelerator,
     Condition,
+    DnsLabel,
     LabelMap,
     ObjectMeta,
     Quantity,
     SecretsSpec,
     Toleration,
 )
-from vlmr1_trainer.apimodel import ApiModel, cel_rule
+from vlmr1_trainer.apimodel import ApiModel, cel_rule, defaulted
 from vlmr1_trainer.config import TrainerConfig
 
 #: Longest GRPOJob name: children are named `<job>-node-<index>` and a Service name
 #: is a 63-character DNS label.
 MAX_JOB_NAME = 48
-#: A DNS-1035 label (Service names must be one).
-JOB_NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 GRPOJobPhase = Literal["Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
@@ -124,10 +122,10 @@ class RunPolicy(ApiModel):
 class GRPOJobSpec(TrainerConfig):
     """A GRPO training job: the trainer config plus where and how it runs on Kubernetes."""
 
-    resources: TrainingResources = Field(default_factory=TrainingResources, json_schema_extra={"default": {}})
+    resources: TrainingResources = defaulted(TrainingResources)
     """Nodes, processes, devices and placement of the training gang."""
 
-    run_policy: RunPolicy = Field(default_factory=RunPolicy, json_schema_extra={"default": {}})
+    run_policy: RunPolicy = defaulted(RunPolicy)
     """Restarts, deadline, clean-up and suspension."""
 
     secrets: SecretsSpec | None = None
@@ -256,6 +254,13 @@ class GRPOJobStatus(ApiModel):
     """The checkpoint marked best."""
 
 
+class GRPOJobMeta(ObjectMeta):
+    """Object metadata; the name also names the job's pods and services."""
+
+    name: DnsLabel(MAX_JOB_NAME, "pods and services are named <name>-node-<index>")  # type: ignore[valid-type]
+    """Job name: a DNS label of at most 48 characters (children are named <name>-node-<index>)."""
+
+
 class GRPOJob(ApiModel):
     """A GRPO training job of a vision-language model on verifiable rewards."""
 
@@ -265,7 +270,7 @@ class GRPOJob(ApiModel):
     kind: Literal["GRPOJob"] = "GRPOJob"
     """Always GRPOJob."""
 
-    metadata: ObjectMeta
+    metadata: GRPOJobMeta
     """Standard object metadata."""
 
     spec: GRPOJobSpec
@@ -273,13 +278,3 @@ class GRPOJob(ApiModel):
 
     status: GRPOJobStatus | None = None
     """Observed state (written by the operator)."""
-
-    @cel_rule(
-        rule=f"size(self.metadata.name) <= {MAX_JOB_NAME} && self.metadata.name.matches('{JOB_NAME_PATTERN}')",
-        message=f"metadata.name must be at most {MAX_JOB_NAME} characters of a-z, 0-9 and '-', starting with a "
-        "letter (pods and services are named <name>-node-<index>)",
-        field_path=".metadata.name",
-    )
-    def _name_fits_children(self) -> bool:
-        name = self.metadata.name
-        return len(name) <= MAX_JOB_NAME and re.match(JOB_NAME_PATTERN, name) is not None

@@ -10,12 +10,13 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from vlmr1_operator.api.common import (
     Accelerator,
     Condition,
+    DnsLabel,
     LabelMap,
     ObjectMeta,
     Quantity,
     Toleration,
 )
-from vlmr1_trainer.apimodel import ApiModel, cel_rule
+from vlmr1_trainer.apimodel import ApiModel, cel_rule, defaulted
 from vlmr1_trainer.config import ModelFamily, Uri
 
 Engine = Literal["vllm", "xllm", "vllm-ascend", "transformers"]
@@ -166,7 +167,7 @@ class AutoscalingSpec(ApiModel):
     evaluation_period_seconds: int = Field(default=15, ge=1, le=3600)
     """How often throughput is measured and replicas recomputed."""
 
-    metrics_source: MetricsSource = Field(default_factory=MetricsSource, json_schema_extra={"default": {}})
+    metrics_source: MetricsSource = defaulted(MetricsSource)
     """Prometheus or direct pod scraping."""
 
 
@@ -217,13 +218,13 @@ class VLMServiceSpec(ApiModel):
     model: ServedModel
     """The checkpoint to serve."""
 
-    engine: EngineSpec = Field(default_factory=EngineSpec, json_schema_extra={"default": {}})
+    engine: EngineSpec = defaulted(EngineSpec)
     """Inference engine."""
 
-    resources: ServingResources = Field(default_factory=ServingResources, json_schema_extra={"default": {}})
+    resources: ServingResources = defaulted(ServingResources)
     """Accelerators and placement per replica."""
 
-    replicas: ReplicaRange = Field(default_factory=ReplicaRange, json_schema_extra={"default": {}})
+    replicas: ReplicaRange = defaulted(ReplicaRange)
     """Replica bounds and count."""
 
     autoscaling: AutoscalingSpec | None = None
@@ -331,6 +332,13 @@ class VLMServiceStatus(ApiModel):
     """When the autoscaler last changed replicas."""
 
 
+class VLMServiceMeta(ObjectMeta):
+    """Object metadata; the name also names the Deployment and Service."""
+
+    name: DnsLabel(63, "the Service of the same name needs a DNS label")  # type: ignore[valid-type]
+    """Service name: a DNS label of at most 63 characters."""
+
+
 class VLMService(ApiModel):
     """A vision-language model served by vLLM, xllm, vllm-ascend or transformers."""
 
@@ -340,7 +348,7 @@ class VLMService(ApiModel):
     kind: Literal["VLMService"] = "VLMService"
     """Always VLMService."""
 
-    metadata: ObjectMeta
+    metadata: VLMServiceMeta
     """Standard object metadata."""
 
     spec: VLMServiceSpec
