@@ -73,6 +73,12 @@ class ObjectMeta(ApiModel):
     namespace: str | None = None
     """Namespace; unset means the kubectl context's namespace."""
 
+    uid: str | None = None
+    """Set by the API server; children reference it in ownerReferences."""
+
+    generation: int | None = None
+    """Set by the API server; bumped on every spec change."""
+
     labels: LabelMap = Field(default_factory=dict)
     """Labels."""
 

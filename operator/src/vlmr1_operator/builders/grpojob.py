@@ -1,0 +1,248 @@
+"""GRPOJob -> ConfigMap + one headless Service and one Pod per node (+ a Volcano PodGroup).
+
+The pods follow the torchrun contract the trainer's entry point reads (MASTER_ADDR,
+MASTER_PORT, NNODES, NODE_RANK, NPROC_PER_NODE, WORLD_SIZE), like Kubeflow's PyTorchJob:
+node 0 is the master, each pod has a stable DNS name through its own headless Service.
+Pods never restart in place (restartPolicy Never): a lost rank cannot rejoin an
+NCCL/HCCL group, so the operator recreates the whole gang from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from vlmr1_operator.api.grpojob import GRPOJob
+from vlmr1_operator.builders.common import (
+    LABEL_INDEX,
+    LABEL_JOB,
+    LABEL_RESTART,
+    LABEL_ROLE,
+    Manifest,
+    labels,
+    merge,
+    metadata,
+    owner_reference,
+    quantity,
+)
+from vlmr1_operator.settings import OperatorSettings
+
+CONTAINER = "trainer"
+CONFIG_FILE = "config.yaml"
+SCRATCH = "/var/lib/vlmr1"
+VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
+
+#: Extended resource name of each accelerator (none on cpu).
+DEVICE_RESOURCE = {"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
+
+#: Collective-communication settings per accelerator. Async error handling makes a
+#: rank whose peer died fail fast, so the gang restart starts at once instead of
+#: after the collective timeout.
+COMM_ENV = {
+    "nvidia": {"VLMR1_DIST_BACKEND": "nccl", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN"},
+    "ascend": {
+        "VLMR1_DIST_BACKEND": "hccl",
+        "HCCL_CONNECT_TIMEOUT": "1200",
+        "HCCL_EXEC_TIMEOUT": "1800",
+        "HCCL_WHITELIST_DISABLE": "1",
+        "TORCH_DEVICE_BACKEND_AUTOLOAD": "1",
+    },
+    "cpu": {"VLMR1_DIST_BACKEND": "gloo"},
+}
+
+
+def node_name(job: str, index: int) -> str:
+    """Pod and Service name of node `index` (0 is the master)."""
+    return f"{job}-node-{index}"
+
+
+def config_map_name(job: str) -> str:
+    return f"{job}-config"
+
+
+def build_grpojob(job: GRPOJob, settings: OperatorSettings, restart: int = 0) -> list[Manifest]:
+    """Every child of a GRPOJob; `restart` is the gang generation (status.restarts)."""
+    objs = [build_config_map(job, settings)]
+    objs += [build_service(job, i, settings) for i in range(job.spec.resources.nodes)]
+    objs += [build_pod(job, i, settings, restart) for i in range(job.spec.resources.nodes)]
+    if job.spec.resources.gang_scheduling:
+        objs.append(build_pod_group(job))
+    return objs
+
+
+def _ids(job: GRPOJob) -> tuple[str, str, dict[str, Any]]:
+    name = job.metadata.name
+    namespace = job.metadata.namespace or "default"
+    owner = owner_reference("GRPOJob", name, job.metadata.uid or "")
+    return name, namespace, owner
+
+
+def build_config_map(job: GRPOJob, settings: OperatorSettings) -> Manifest:
+    """The TrainerConfig the pods read, with task defaults filled in (what actually runs)."""
+    name, namespace, owner = _ids(job)
+    config = yaml.safe_dump(job.spec.trainer_view().to_yaml_dict(), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(config_map_name(name), namespace, labels(name, "config", **{LABEL_JOB: name}), owner),
+        "data": {CONFIG_FILE: config},
+    }
+
+
+def build_service(job: GRPOJob, index: int, settings: OperatorSettings) -> Manifest:
+    """A headless Service per pod: a stable DNS name for the rendezvous, whatever the pod IP."""
+    name, namespace, owner = _ids(job)
+    selector = {LABEL_JOB: name, LABEL_INDEX: str(index)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(node_name(name, index), namespace, labels(name, "trainer", **selector), owner),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector,
+            # The master's address must resolve before its pod is ready, or the workers'
+            # rendezvous fails during start-up.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": settings.master_port, "targetPort": settings.master_port}],
+        },
+    }
+
+
+def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int = 0) -> Manifest:
+    name, namespace, owner = _ids(job)
+    spec = job.spec
+    res = spec.resources
+    role = "master" if index == 0 else "worker"
+    pod_labels = labels(
+        name, "trainer", **{LABEL_JOB: name, LABEL_INDEX: str(index), LABEL_ROLE: role, LABEL_RESTART: str(restart)}
+    )
+    volumes, mounts = _volumes(job, settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": res.image or settings.trainer_images[res.accelerator],
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "vlmr1_trainer", "--config", f"{settings.config_path}/{CONFIG_FILE}"],
+        "env": _env(job, index, settings, namespace, restart),
+        "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
+        "resources": _resources(job),
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.secrets and spec.secrets.object_store:
+        container["envFrom"] = [{"secretRef": {"name": spec.secrets.object_store.name}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_user,
+            "fsGroup": settings.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "enableServiceLinks": False,
+    }
+    if res.node_selector:
+        pod_spec["nodeSelector"] = dict(res.node_selector)
+    if res.tolerations:
+        pod_spec["tolerations"] = [t.to_yaml_dict() for t in res.tolerations]
+    if res.scheduler_name:
+        pod_spec["schedulerName"] = res.scheduler_name
+    if spec.run_policy.active_deadline_seconds:
+        pod_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
+    meta = metadata(node_name(name, index), namespace, pod_labels, owner)
+    if res.gang_scheduling:
+        meta["annotations"] = {VOLCANO_GROUP_ANNOTATION: name}
+    pod: Manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+    if spec.pod_template:
+        pod = merge(pod, {k: v for k, v in spec.pod_template.items() if k in ("metadata", "spec")})
+    return pod
+
+
+def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, restart: int) -> list[dict[str, Any]]:
+    res = job.spec.resources
+    name = job.metadata.name
+    values = {
+        "MASTER_ADDR": f"{node_name(name, 0)}.{namespace}.svc",
+        "MASTER_PORT": str(settings.master_port),
+        "NNODES": str(res.nodes),
+        "NODE_RANK": str(index),
+        "NPROC_PER_NODE": str(res.processes_per_node),
+        "WORLD_SIZE": str(res.world_size),
+        "VLMR1_ACCELERATOR": res.accelerator,
+        "VLMR1_JOB_NAME": name,
+        "VLMR1_RESTART": str(restart),
+        "VLMR1_PVC_ROOT": settings.pvc_root,
+        "HF_HOME": f"{SCRATCH}/hf",
+        **COMM_ENV[res.accelerator],
+    }
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    secrets = job.spec.secrets
+    if secrets and secrets.hub_token:
+        ref = {"name": secrets.hub_token.name, "key": secrets.hub_token.key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _resources(job: GRPOJob) -> dict[str, Any]:
+    res = job.spec.resources
+    amounts: dict[str, str] = {}
+    if res.cpu is not None:
+        amounts["cpu"] = quantity(res.cpu)
+    if res.memory is not None:
+        amounts["memory"] = quantity(res.memory)
+    devices = res.resolved_devices_per_node
+    if devices:
+        amounts[DEVICE_RESOURCE[res.accelerator]] = str(devices)
+    # Requests equal limits: a training gang should be Guaranteed QoS, never evicted first.
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def pvc_claims(job: GRPOJob) -> dict[str, bool]:
+    """Claims named by pvc:// uris in the spec -> whether the pods write to it."""
+    spec = job.spec
+    uris = [spec.model.uri, *(d.jsonl for d in spec.datasets), *(d.image_root or "" for d in spec.datasets)]
+    claims = {_claim(u): False for u in uris if _claim(u)}
+    if spec.checkpoint.uri and _claim(spec.checkpoint.uri):
+        claims[_claim(spec.checkpoint.uri)] = True
+    return claims
+
+
+def _claim(uri: str) -> str:
+    return uri.removeprefix("pvc://").split("/", 1)[0] if uri.startswith("pvc://") else ""
+
+
+def _volumes(job: GRPOJob, settings: OperatorSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    name = job.metadata.name
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_map_name(name)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": quantity(job.spec.resources.shared_memory)}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": settings.config_path, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "scratch", "mountPath": SCRATCH},
+    ]
+    for i, (claim, writable) in enumerate(sorted(pvc_claims(job).items())):
+        volume = f"pvc-{i}"
+        volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+        mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": not writable})
+    return volumes, mounts
+
+
+def build_pod_group(job: GRPOJob) -> Manifest:
+    """A Volcano PodGroup: the scheduler places all nodes of the gang or none."""
+    name, namespace, owner = _ids(job)
+    res = job.spec.resources
+    return {
+        "apiVersion": "scheduling.volcano.sh/v1beta1",
+        "kind": "PodGroup",
+        "metadata": metadata(name, namespace, labels(name, "trainer", **{LABEL_JOB: name}), owner),
+        "spec": {"minMember": res.nodes},
+    }

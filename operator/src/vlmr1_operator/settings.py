@@ -1,0 +1,58 @@
+"""Operator settings: what a cluster administrator configures (Helm values -> environment).
+
+Builders receive a settings object and never read the environment themselves, so
+they stay pure and testable; `OperatorSettings.from_env()` is called once at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+from pydantic import Field
+
+from vlmr1_operator.api.common import Accelerator
+from vlmr1_trainer.apimodel import ApiModel
+
+ENV_PREFIX = "VLMR1_OPERATOR_"
+
+
+class OperatorSettings(ApiModel):
+    """Cluster-wide defaults of the operator."""
+
+    trainer_images: dict[Accelerator, str] = Field(
+        default_factory=lambda: {
+            "nvidia": "vlmr1/trainer:0.1.0-cuda",
+            "ascend": "vlmr1/trainer:0.1.0-ascend",
+            "cpu": "vlmr1/trainer:0.1.0-cpu",
+        }
+    )
+    """Trainer image per accelerator, used when a GRPOJob names none."""
+
+    image_pull_policy: str = "IfNotPresent"
+    """Pull policy of the generated containers."""
+
+    master_port: int = Field(default=29500, ge=1, le=65535)
+    """Port of the torch.distributed rendezvous on the master pod."""
+
+    pvc_root: str = "/mnt/pvc"
+    """Where `pvc://claim/path` uris are mounted in pods (claim at <root>/<claim>)."""
+
+    config_path: str = "/etc/vlmr1"
+    """Where the rendered TrainerConfig is mounted in trainer pods."""
+
+    run_as_user: int = Field(default=1000, ge=1)
+    """UID the generated pods run as (non-root)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Settings from VLMR1_OPERATOR_<FIELD> variables (JSON for maps), defaults otherwise."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is None:
+                continue
+            values[name] = json.loads(raw) if field.annotation is not str and raw[:1] in "{[" else raw
+        return cls.model_validate(values)

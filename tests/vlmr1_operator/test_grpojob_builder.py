@@ -1,0 +1,199 @@
+"""GRPOJob builder: golden YAML for every example, and the contract each child must meet.
+
+Regenerate the golden files after an intended change with
+    VLMR1_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/vlmr1_operator/test_grpojob_builder.py
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vlmr1_operator.api.grpojob import GRPOJob
+from vlmr1_operator.api.manifest import load_manifest
+from vlmr1_operator.builders import build_grpojob
+from vlmr1_operator.builders.common import merge, to_yaml
+from vlmr1_operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+JOBS = sorted((REPO / "examples").glob("grpojob-*.yaml"))
+
+
+def load_job(path: Path, **spec_overrides: Any) -> GRPOJob:
+    job = load_manifest(path, GRPOJob)
+    assert isinstance(job, GRPOJob)
+    data = job.model_dump(by_alias=True, exclude_none=True)
+    data["metadata"]["uid"] = f"uid-{job.metadata.name}"
+    data["spec"] = merge(data["spec"], spec_overrides)
+    return GRPOJob.model_validate(data)
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_golden(path: Path) -> None:
+    rendered = to_yaml(build_grpojob(load_job(path), OperatorSettings()))
+    golden = GOLDEN / path.name
+    if os.environ.get("VLMR1_UPDATE_GOLDEN") == "1":
+        golden.write_text(rendered)
+    assert golden.is_file(), f"no golden file for {path.name}; run with VLMR1_UPDATE_GOLDEN=1"
+    assert rendered == golden.read_text()
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_torchrun_contract_and_ownership(path: Path) -> None:
+    job = load_job(path)
+    res = job.spec.resources
+    objs = build_grpojob(job, OperatorSettings())
+    pods = by_kind(objs, "Pod")
+    assert [p["metadata"]["name"] for p in pods] == [f"{job.metadata.name}-node-{i}" for i in range(res.nodes)]
+    assert len(by_kind(objs, "Service")) == res.nodes
+    for rank, pod in enumerate(pods):
+        env = env_of(pod)
+        assert env["MASTER_ADDR"] == f"{job.metadata.name}-node-0.default.svc"
+        assert env["NODE_RANK"] == str(rank)
+        assert env["NNODES"] == str(res.nodes)
+        assert env["NPROC_PER_NODE"] == str(res.processes_per_node)
+        assert env["WORLD_SIZE"] == str(res.nodes * res.processes_per_node)
+        assert pod["metadata"]["labels"]["vlmr1.io/role"] == ("master" if rank == 0 else "worker")
+        assert pod["spec"]["restartPolicy"] == "Never"
+    for obj in objs:
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner == {
+            "apiVersion": "vlmr1.io/v1alpha1",
+            "kind": "GRPOJob",
+            "name": job.metadata.name,
+            "uid": f"uid-{job.metadata.name}",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == job.metadata.name
+
+
+def test_config_map_holds_the_trainer_config_with_defaults_filled() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml")
+    (cm,) = by_kind(build_grpojob(job, OperatorSettings()), "ConfigMap")
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    assert "resources" not in config and "runPolicy" not in config
+    assert config["grpo"]["maxCompletionLength"] == 256
+    assert config["model"]["uri"] == "hf://Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+def test_accelerator_resources_and_backends() -> None:
+    path = REPO / "examples" / "grpojob-rec.yaml"
+    cases = {
+        "nvidia": ("nvidia.com/gpu", "nccl"),
+        "ascend": ("huawei.com/Ascend910", "hccl"),
+        "cpu": (None, "gloo"),
+    }
+    for accel, (resource, backend) in cases.items():
+        job = load_job(path, resources={"accelerator": accel, "processesPerNode": 2, "nodes": 4})
+        pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+        limits = pod["spec"]["containers"][0]["resources"]["limits"]
+        devices = {k: v for k, v in limits.items() if k not in ("cpu", "memory")}
+        assert devices == ({resource: "2"} if resource else {}), accel
+        assert env_of(pod)["VLMR1_DIST_BACKEND"] == backend
+        assert pod["spec"]["containers"][0]["image"] == OperatorSettings().trainer_images[accel]  # type: ignore[index]
+
+
+def test_devices_per_node_is_requested_not_processes() -> None:
+    job = load_job(REPO / "examples" / "grpojob-gui.yaml", resources={"processesPerNode": 2, "devicesPerNode": 4})
+    pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert env_of(pod)["NPROC_PER_NODE"] == "2"
+
+
+def test_pods_are_locked_down() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml")
+    pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["spec"]["containers"][0]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_pvc_claims_are_mounted_read_only_except_checkpoints() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml")
+    pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+        for v in pod["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"vlmr1-data": True, "vlmr1-checkpoints": False}
+    mounts = {m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert {"/mnt/pvc/vlmr1-data", "/mnt/pvc/vlmr1-checkpoints", "/dev/shm", "/etc/vlmr1"} <= mounts
+
+
+def test_secrets_only_by_reference() -> None:
+    job = load_job(REPO / "examples" / "grpojob-ovd.yaml", secrets={"hubToken": {"name": "hf", "key": "token"}})
+    pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+    container = pod["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert env_of(pod)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+
+
+def test_gang_scheduling_makes_a_pod_group() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec-ascend.yaml")
+    objs = build_grpojob(job, OperatorSettings())
+    (group,) = by_kind(objs, "PodGroup")
+    assert group["spec"]["minMember"] == 2
+    for pod in by_kind(objs, "Pod"):
+        assert pod["spec"]["schedulerName"] == "volcano"
+        assert pod["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == group["metadata"]["name"]
+    plain = build_grpojob(load_job(REPO / "examples" / "grpojob-rec.yaml"), OperatorSettings())
+    assert by_kind(plain, "PodGroup") == []
+
+
+def test_pod_template_override_merges_by_name() -> None:
+    override = {
+        "metadata": {"annotations": {"team": "vision"}},
+        "spec": {
+            "priorityClassName": "training",
+            "containers": [
+                {"name": "trainer", "env": [{"name": "NCCL_DEBUG", "value": "INFO"}]},
+                {"name": "sidecar", "image": "busybox"},
+            ],
+        },
+    }
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml", podTemplate=override)
+    pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+    assert pod["metadata"]["annotations"] == {"team": "vision"}
+    assert pod["spec"]["priorityClassName"] == "training"
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["trainer", "sidecar"]
+    assert env_of(pod)["NCCL_DEBUG"] == "INFO"
+    assert env_of(pod)["MASTER_PORT"] == "29500"  # the generated env survives the merge
+
+
+def test_restart_generation_labels_the_pods() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml")
+    pod = by_kind(build_grpojob(job, OperatorSettings(), restart=3), "Pod")[0]
+    assert pod["metadata"]["labels"]["vlmr1.io/restart"] == "3"
+    assert env_of(pod)["VLMR1_RESTART"] == "3"
+
+
+def test_builders_are_pure() -> None:
+    job = load_job(REPO / "examples" / "grpojob-math.yaml")
+    before = job.model_dump()
+    assert build_grpojob(job, OperatorSettings()) == build_grpojob(job, OperatorSettings())
+    assert job.model_dump() == before
+
+
+def test_settings_from_env() -> None:
+    settings = OperatorSettings.from_env(
+        {"VLMR1_OPERATOR_MASTER_PORT": "23456", "VLMR1_OPERATOR_TRAINER_IMAGES": '{"cpu": "x:1"}'}
+    )
+    assert settings.master_port == 23456
+    assert settings.trainer_images == {"cpu": "x:1"}
