@@ -17,17 +17,17 @@ from vlmr1_trainer.apimodel import ApiModel
 
 ENV_PREFIX = "VLMR1_OPERATOR_"
 
+DEFAULT_TRAINER_IMAGES: dict[Accelerator, str] = {
+    "nvidia": "vlmr1/trainer:0.1.0-cuda",
+    "ascend": "vlmr1/trainer:0.1.0-ascend",
+    "cpu": "vlmr1/trainer:0.1.0-cpu",
+}
+
 
 class OperatorSettings(ApiModel):
     """Cluster-wide defaults of the operator."""
 
-    trainer_images: dict[Accelerator, str] = Field(
-        default_factory=lambda: {
-            "nvidia": "vlmr1/trainer:0.1.0-cuda",
-            "ascend": "vlmr1/trainer:0.1.0-ascend",
-            "cpu": "vlmr1/trainer:0.1.0-cpu",
-        }
-    )
+    trainer_images: dict[Accelerator, str] = Field(default_factory=lambda: dict(DEFAULT_TRAINER_IMAGES))
     """Trainer image per accelerator, used when a GRPOJob names none."""
 
     image_pull_policy: str = "IfNotPresent"
