@@ -179,6 +179,8 @@ def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, r
         "VLMR1_RESTART": str(restart),
         "VLMR1_PVC_ROOT": settings.pvc_root,
         "HF_HOME": f"{SCRATCH}/hf",
+        # Pods run non-root; ~/.cache may not be writable. Builtin models and s3 downloads go here.
+        "VLMR1_CACHE_DIR": f"{SCRATCH}/cache",
         **COMM_ENV[res.accelerator],
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
