@@ -1,0 +1,164 @@
+"""The reward registry and the base class every reward derives from.
+
+A reward is a class registered under a name; ``build(name, **params)`` returns an
+instance, which is a TRL-compatible batch callable
+``(completions, **dataset_columns) -> list[float | None]``. Instances are picklable
+(plain attributes, a module-level class) so they survive DataLoader workers and
+``accelerate``'s process spawning.
+
+Scoring is split in two: ``score(completion, sample)`` is the pure per-sample rule,
+written so that it never raises on a malformed completion; ``__call__`` is the batch
+wrapper that picks the columns, maps malformed ground truth to None and, as a last
+line of defence for a multi-day run, turns an unexpected exception into 0.0 with a
+logged error (tests call ``score`` directly so such bugs cannot hide there).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+logger = logging.getLogger(__name__)
+
+#: Keyword arguments TRL's GRPOTrainer passes that are not dataset columns.
+TRL_CONTROL_KWARGS = frozenset({"prompts", "trainer_state", "log_extra", "log_metric", "environments"})
+
+
+class BadGroundTruthError(ValueError):
+    """The sample's ground truth (not the completion) is malformed: the reward is None."""
+
+
+class UnknownRewardError(LookupError):
+    """No reward is registered under the requested name."""
+
+
+class Reward:
+    """Base class: subclasses set ``name``, ``columns``, ``value_range`` and ``score``."""
+
+    name: ClassVar[str] = ""
+    #: Dataset columns ``score`` reads (besides the completion), in ``sample``.
+    columns: ClassVar[tuple[str, ...]] = ("solution",)
+    #: Closed interval the score lies in; None scores mean a data error.
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self) -> None:
+        # TRL names reward columns in its logs after ``__name__``.
+        self.__name__ = self.name
+
+    def score(self, completion: str, sample: Mapping[str, Any]) -> float | None:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The parameters this instance was built with (for logs and manifests)."""
+        return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        texts = [completion_text(c) for c in completions]
+        n = len(texts)
+        picked = {k: v for k, v in kwargs.items() if k in self.columns and k not in TRL_CONTROL_KWARGS}
+        for key, values in picked.items():
+            if not isinstance(values, Sequence) or isinstance(values, str) or len(values) != n:
+                raise ValueError(f"reward {self.name}: column {key!r} must be a list of {n} values")
+        scores = []
+        for i in range(n):
+            value, problem = self.score_checked(texts[i], {k: v[i] for k, v in picked.items()})
+            if problem is not None:
+                logger.warning("reward %s, sample %d of the batch: %s", self.name, i, problem)
+            scores.append(value)
+        return scores
+
+    def score_checked(self, completion: str, sample: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        """``score`` that never raises: (value, why it is None or a fallback 0.0, if so)."""
+        try:
+            value = self.score(completion, sample)
+        except BadGroundTruthError as exc:
+            return None, f"malformed ground truth, scored None: {exc}"
+        except Exception as exc:  # a scoring bug must not end a training run; it is reported loudly
+            logger.exception("reward %s raised on a completion", self.name)
+            return 0.0, f"internal error, scored 0.0: {exc!r}"
+        if value is not None and not math.isfinite(value):
+            # Only absurd coordinates (1e308, NaN in the JSON) get here; VLM-R1 would
+            # return them as is and poison the group's advantage.
+            return 0.0, f"non-finite score {value} replaced by 0.0"
+        return value, None
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion given as a string or as TRL chat messages.
+
+    >>> completion_text([{"role": "assistant", "content": "<answer>1</answer>"}])
+    '<answer>1</answer>'
+    >>> completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}]}])
+    'a'
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        return _content_text(completion.get("content"))
+    if isinstance(completion, Sequence):
+        # VLM-R1 reads completion[0]["content"]; with tool turns TRL appends more
+        # messages, and the answer is in the assistant turns, so those are joined.
+        messages = [m for m in completion if isinstance(m, Mapping)]
+        if len(messages) == 1:
+            return _content_text(messages[0].get("content"))
+        return "".join(_content_text(m.get("content")) for m in messages if m.get("role", "assistant") == "assistant")
+    return ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        return "".join(
+            part["text"] for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+_REGISTRY: dict[str, type[Reward]] = {}
+R = TypeVar("R", bound=type[Reward])
+
+
+def register(name: str) -> Callable[[R], R]:
+    """Class decorator: register a Reward subclass under ``name`` (duplicates rejected)."""
+
+    def decorate(cls: R) -> R:
+        if name in _REGISTRY:
+            raise ValueError(
+                f"reward {name!r} is registered twice: {_REGISTRY[name].__qualname__} and {cls.__qualname__}"
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def available() -> list[str]:
+    """Registered reward names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def reward_class(name: str) -> type[Reward]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownRewardError(f"unknown reward {name!r}; known rewards: {', '.join(available())}") from None
+
+
+def build(name: str, **params: Any) -> Reward:
+    """An instance of the reward ``name`` with ``params``; unknown names or parameters are errors."""
+    cls = reward_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        known = ", ".join(accepted) or "none"
+        raise ValueError(f"reward {name!r} has no parameter {', '.join(unknown)}; its parameters: {known}")
+    return cls(**params)
