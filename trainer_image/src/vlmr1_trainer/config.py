@@ -245,8 +245,11 @@ class GrpoSpec(ApiModel):
     num_iterations: int = Field(default=1, ge=1, le=64)
     """Optimisation passes per generation batch (the mu of the GRPO paper) [num_iterations]."""
 
-    max_prompt_length: int | None = Field(default=1024, ge=16)
-    """Prompt tokens kept (image tokens included); null keeps everything. VLM-R1's scripts: 1024."""
+    max_prompt_length: int | None = Field(default=None, ge=16)
+    """Longest prompt in tokens, image tokens included. A longer sample is a bad sample (an error,
+    or skipped with onBadSample: skip): TRL does not truncate multimodal prompts, since a cut
+    through image tokens breaks them. Checking costs one extra processor pass per sample.
+    Unset: no limit. VLM-R1's scripts truncate at 1024."""
 
     max_completion_length: int | None = Field(default=None, ge=1, le=131072)
     """Completion budget in tokens. Unset: per task (rec 256, ovd 1024, math 1024, gui 512, custom 512)."""
@@ -269,7 +272,7 @@ class TrainingSpec(ApiModel):
     lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "linear"
     """Learning-rate schedule."""
 
-    warmup_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Share of the steps spent warming the learning rate up."""
 
     max_steps: int | None = Field(default=None, ge=1)

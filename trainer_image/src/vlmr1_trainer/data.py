@@ -44,6 +44,10 @@ KNOWN_METHODS = frozenset(METHODS)
 
 OnBadSample = Literal["error", "skip"]
 
+#: A hook the trainer adds to every row: ``(sample, decoded images, row) -> extra columns``.
+#: It may raise BadSampleError (a prompt over the length limit, say) like any bad sample.
+RowHook = Callable[["Sample", list[Any], dict[str, Any]], dict[str, Any]]
+
 
 def default_question_template(problem: str) -> str:
     return DEFAULT_QUESTION_TEMPLATE.format(Question=problem)
@@ -259,11 +263,13 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
         question_template: Callable[[str], str] = default_question_template,
         on_bad_sample: OnBadSample = "error",
         report: LoadReport | None = None,
+        row_hook: RowHook | None = None,
     ) -> None:
         self.samples = list(samples)
         self.question_template = question_template
         self.on_bad_sample = on_bad_sample
         self.report = report if report is not None else LoadReport(loaded=len(self.samples))
+        self.row_hook = row_hook
 
     @classmethod
     def from_sources(
@@ -273,11 +279,14 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
         question_template: Callable[[str], str] = default_question_template,
         on_bad_sample: OnBadSample = "error",
         check_images: bool = True,
+        row_hook: RowHook | None = None,
     ) -> VLMR1Dataset:
         samples, report = load_samples(sources, on_bad_sample, check_images=check_images)
         if not samples:
             raise ValueError(f"no usable samples in {', '.join(str(s.jsonl) for s in sources)} ({report.summary()})")
-        return cls(samples, question_template=question_template, on_bad_sample=on_bad_sample, report=report)
+        return cls(
+            samples, question_template=question_template, on_bad_sample=on_bad_sample, report=report, row_hook=row_hook
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -309,7 +318,7 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
                 raise BadSampleError(sample.source, sample.line, f"image {path} cannot be decoded: {exc}") from exc
         content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
         content.append({"type": "text", "text": self.question_template(sample.problem)})
-        return {
+        row = {
             "prompt": [{"role": "user", "content": content}],
             "images": images,
             "problem": sample.problem,
@@ -317,6 +326,9 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
             "accu_reward_method": sample.accu_reward_method,
             "image_size": list(sample.image_size) if sample.image_size else None,
         }
+        if self.row_hook is not None:
+            row.update(self.row_hook(sample, images, row))
+        return row
 
 
 class _RowsByIndex:

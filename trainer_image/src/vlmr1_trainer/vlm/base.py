@@ -141,11 +141,15 @@ class VLMFamily(ABC):
     def model_input_size(self, image_size: Size, processor: Any) -> Size | None:
         """The ``(W, H)`` the vision tower sees for an image of ``image_size``, if well defined."""
 
-    def dataset_columns(self, image_sizes: Sequence[Size], processor: Any) -> dict[str, Any]:
+    def dataset_columns(
+        self, image_sizes: Sequence[Size], processor: Any, original_size: Size | None = None
+    ) -> dict[str, Any]:
         """Columns this family adds to a sample with images of ``image_sizes`` (``(W, H)`` each).
 
         The box rescale uses the first image, as VLM-R1 does for multi-image samples; a
         sample without images gets ``None`` values so every row has the same keys.
+        ``original_size`` is the size the ground truth refers to when the image was resized
+        before the processor saw it (VLM-R1 upscales images under 28 px); default: the first size.
         """
         if not self.box_convention.adds_columns:
             return {}
@@ -155,7 +159,7 @@ class VLMFamily(ABC):
         input_size = (
             self.model_input_size(first, processor) if self.box_convention.kind == "model_input_pixels" else None
         )
-        return self.box_convention.columns(first, input_size)
+        return self.box_convention.columns(original_size or first, input_size)
 
     # -- parameters ----------------------------------------------------------------------------
 
