@@ -1,0 +1,396 @@
+"""TrainerConfig -> a configured TRL GRPOTrainer, and one training run.
+
+TRL's GRPOTrainer does the algorithm; this module only translates the spec into its
+arguments (GRPOConfig, reward callables and weights, a peft LoraConfig, a DeepSpeed
+config) and adds what VLM-R1 users need around it: atomic verifiable checkpoints
+(transformers saves into a staging folder, then the checkpoint is moved into place
+with its manifest), pruning that never drops the best checkpoint, resume from the
+newest verified checkpoint, and the box-rescale columns of the model family.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from vlmr1_trainer.checkpoints import CheckpointInfo, find_resumable, prune, save_checkpoint
+from vlmr1_trainer.config import TrainerConfig
+from vlmr1_trainer.data import BadSampleError, LoadReport, Sample
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+    from trl.trainer.grpo_config import GRPOConfig
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    from vlmr1_trainer.rewards import Reward
+    from vlmr1_trainer.vlm import VLMFamily
+
+log = logging.getLogger(__name__)
+
+Accelerator = Literal["nvidia", "ascend", "cpu"]
+
+#: torch.distributed backend per accelerator (the operator sets the same in VLMR1_DIST_BACKEND).
+DIST_BACKEND: dict[Accelerator, str] = {"nvidia": "nccl", "ascend": "hccl", "cpu": "gloo"}
+STAGING = "staging"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class RunOptions:
+    """How one training process runs a TrainerConfig (not part of the spec)."""
+
+    output_dir: Path
+    """Run folder: checkpoints/, metrics.jsonl, staging/ (transformers' own saves)."""
+    accelerator: Accelerator = "cpu"
+    world_size: int = 1
+    """Processes in the run (the torchrun WORLD_SIZE the launcher set)."""
+    max_steps: int | None = None
+    """Overrides training.maxSteps (a quick local run of a production spec)."""
+    resume: bool = True
+    """Continue from the newest verified checkpoint in output_dir/checkpoints."""
+    checkpoint_uri: str | None = None
+    """Base uri recorded for each checkpoint (status and VLMService refer to it)."""
+    callbacks: list[TrainerCallback] = field(default_factory=list)
+    """Extra transformers callbacks (progress reporting, a progress bar)."""
+    on_checkpoint: Callable[[CheckpointInfo], None] | None = None
+    """Called on rank 0 with every saved checkpoint."""
+    debug: bool = False
+    """VLM-R1's DEBUG_MODE: rank 0 dumps sampled completions and their rewards."""
+    rank: int = 0
+    """This process's global rank."""
+
+
+@dataclass
+class TrainResult:
+    """What a run did, for the closing summary and tests."""
+
+    steps: int
+    checkpoints: list[CheckpointInfo]
+    resumed_from: CheckpointInfo | None
+    data_report: LoadReport
+    log_history: list[dict[str, Any]]
+
+
+def reward_functions(config: TrainerConfig) -> tuple[list[Reward], list[float]]:
+    """The configured rewards as TRL callables, with their weights."""
+    from vlmr1_trainer.rewards import build
+
+    funcs = [build(spec.name, **spec.params) for spec in config.rewards]
+    return funcs, [spec.weight for spec in config.rewards]
+
+
+def deepspeed_config(config: TrainerConfig, accelerator: Accelerator) -> dict[str, Any] | None:
+    """A DeepSpeed ZeRO config from the spec, "auto" where transformers fills values in.
+
+    Stage 3 gathers 16-bit weights on save so a checkpoint is a loadable model folder, as
+    VLM-R1's zero3.json does. None without a ZeRO stage, and always on CPU (no DeepSpeed).
+    """
+    stage = config.training.zero_stage
+    if stage is None or accelerator == "cpu":
+        return None
+    zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+    if stage == 3:
+        zero |= {"stage3_gather_16bit_weights_on_model_save": True, "stage3_prefetch_bucket_size": "auto"}
+    precision = config.training.precision
+    return {
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+    }
+
+
+def grpo_args(config: TrainerConfig, options: RunOptions) -> GRPOConfig:
+    """TRL's GRPOConfig for the spec (every GRPO and training field mapped, none guessed)."""
+    from trl.trainer.grpo_config import GRPOConfig
+
+    grpo, training, rollout = config.grpo, config.training, config.rollout
+    on_cpu = options.accelerator == "cpu"
+    max_steps = options.max_steps or training.max_steps
+    vllm = rollout.vllm
+    kwargs: dict[str, Any] = {
+        "output_dir": str(options.output_dir / STAGING),
+        "num_generations": grpo.num_generations,
+        "beta": grpo.beta,
+        "epsilon": grpo.epsilon,
+        "epsilon_high": grpo.epsilon_high,
+        "loss_type": grpo.loss_type,
+        "importance_sampling_level": grpo.importance_sampling_level,
+        "scale_rewards": grpo.scale_rewards,
+        "temperature": grpo.temperature,
+        "top_p": grpo.top_p,
+        "num_iterations": grpo.num_iterations,
+        "max_completion_length": grpo.max_completion_length,
+        "learning_rate": training.learning_rate,
+        "lr_scheduler_type": training.lr_scheduler,
+        "warmup_steps": training.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+        "max_steps": max_steps if max_steps is not None else -1,
+        "num_train_epochs": training.resolved_num_epochs,
+        "per_device_train_batch_size": training.per_device_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "activation_checkpointing": training.gradient_checkpointing,
+        "max_grad_norm": training.max_grad_norm,
+        "seed": training.seed,
+        "logging_steps": training.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": training.save_steps,
+        "save_total_limit": None,  # pruning is ours: it keeps the best checkpoint
+        "reward_weights": [spec.weight for spec in config.rewards],
+        "use_cpu": on_cpu,
+        "bf16": not on_cpu and training.precision == "bf16",
+        "fp16": not on_cpu and training.precision == "fp16",
+        # Only when distributed: a backend set in a single process makes accelerate expect a process group.
+        "ddp_backend": DIST_BACKEND[options.accelerator] if options.world_size > 1 else None,
+        "deepspeed": deepspeed_config(config, options.accelerator),
+        "remove_unused_columns": False,  # the rewards read solution, image_size, ...
+        "report_to": [],
+        "disable_tqdm": True,
+        "use_vllm": rollout.engine != "hf",
+    }
+    if rollout.engine != "hf":
+        kwargs["vllm_mode"] = "colocate" if rollout.engine == "vllmColocate" else "server"
+        if vllm is not None:
+            kwargs["vllm_gpu_memory_utilization"] = vllm.gpu_memory_utilization
+            kwargs["vllm_tensor_parallel_size"] = vllm.tensor_parallel_size
+            if vllm.server_url:
+                kwargs["vllm_server_base_url"] = vllm.server_url
+    return GRPOConfig(**kwargs)
+
+
+def torch_dtype(config: TrainerConfig, accelerator: Accelerator) -> Any:
+    """Weights in the training precision on accelerators; fp32 on CPU (no fast bf16 there)."""
+    import torch
+
+    if accelerator == "cpu":
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.training.precision]
+
+
+class FamilyRowHook:
+    """Adds the family's box columns to each row and enforces grpo.maxPromptLength.
+
+    A class, not a closure, so the dataset stays picklable for dataloader workers.
+    """
+
+    def __init__(self, family: VLMFamily, processor: Any, max_prompt_length: int | None) -> None:
+        self.family, self.processor, self.max_prompt_length = family, processor, max_prompt_length
+
+    def __call__(self, sample: Sample, images: list[Any], row: dict[str, Any]) -> dict[str, Any]:
+        columns = self.family.dataset_columns([im.size for im in images], self.processor, sample.image_size)
+        if self.max_prompt_length is not None:
+            length = self.prompt_tokens(row["prompt"], images)
+            if length > self.max_prompt_length:
+                raise BadSampleError(
+                    sample.source,
+                    sample.line,
+                    f"prompt has {length} tokens (images included), over grpo.maxPromptLength "
+                    f"{self.max_prompt_length}; raise the limit or shrink model.maxPixels",
+                )
+        return columns
+
+    def prompt_tokens(self, prompt: list[dict[str, Any]], images: list[Any]) -> int:
+        text = self.processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        encoded = self.processor(text=[text], images=images or None, return_tensors="np")
+        return int(encoded["input_ids"].shape[-1])
+
+
+class CheckpointCallback:
+    """Turns each transformers save into an atomic, verifiable vlmr1 checkpoint (rank 0).
+
+    transformers writes checkpoint-<step> into the staging folder (model, optimizer,
+    scheduler, RNG and trainer state, so resume is exact); the files are then moved into a
+    temporary folder next to the final one, the manifest is written and the folder renamed.
+    """
+
+    def __init__(self, config: TrainerConfig, options: RunOptions) -> None:
+        self.config, self.options = config, options
+        self.saved: list[CheckpointInfo] = []
+
+    def as_callback(self) -> TrainerCallback:
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+                # Always save the last step, whatever saveSteps says: a run's result is a checkpoint.
+                if state.max_steps and state.global_step >= state.max_steps:
+                    control.should_save = True
+                return control
+
+            def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+                outer.finalize(state)
+                return control
+
+        return _Callback()
+
+    def finalize(self, state: Any) -> None:
+        _barrier()  # every rank's shards (ZeRO) are on disk before rank 0 moves them
+        if state.is_world_process_zero:
+            step = int(state.global_step)
+            staged = self.options.output_dir / STAGING / f"checkpoint-{step}"
+            info = save_checkpoint(
+                self.options.output_dir / CHECKPOINTS,
+                step,
+                lambda dest: _move_contents(staged, dest),
+                metrics=latest_metrics(state.log_history),
+                config=self.config,
+                uri=self.options.checkpoint_uri,
+            )
+            shutil.rmtree(staged, ignore_errors=True)
+            self.saved.append(info)
+            if self.config.checkpoint.keep:
+                prune(self.options.output_dir / CHECKPOINTS, self.config.checkpoint.keep, best_metric="reward")
+            if self.options.on_checkpoint:
+                self.options.on_checkpoint(info)
+        _barrier()
+
+
+def _move_contents(source: Path, dest: Path) -> None:
+    for item in source.iterdir():
+        shutil.move(str(item), dest / item.name)
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def latest_metrics(log_history: list[Mapping[str, Any]]) -> dict[str, float]:
+    """The newest logged training metrics (numbers only), recorded in the manifest."""
+    for entry in reversed(log_history):
+        if "reward" in entry:
+            return {k: float(v) for k, v in entry.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {}
+
+
+def build_trainer(
+    config: TrainerConfig, options: RunOptions, resume_from: Path | None = None
+) -> tuple[GRPOTrainer, CheckpointCallback, LoadReport]:
+    """A GRPOTrainer for the spec: model, data, rewards, fine-tuning mode and callbacks.
+
+    With ``resume_from`` (a full fine-tune's checkpoint) the policy weights come from that
+    checkpoint through ``from_pretrained``; the processor always comes from the spec's model,
+    so a resumed run sees images exactly as the first one did.
+    """
+    if options.accelerator == "ascend":
+        import torch_npu  # type: ignore[import-not-found]  # noqa: F401 (registers the npu device)
+
+    from vlmr1_trainer.data import VLMR1Dataset, sources_from_specs, to_hf_dataset
+    from vlmr1_trainer.storage import resolve_local_path
+    from vlmr1_trainer.vlm import load_vlm
+    from vlmr1_trainer.vlm.prompts import format_question
+
+    dtype = torch_dtype(config, options.accelerator)
+    loaded = load_vlm(config.model, dtype=dtype)
+    family, model, processor = loaded.family, loaded.model, loaded.processor
+    if resume_from is not None and config.finetuning.mode != "lora":
+        model = family.load_model(str(resume_from), dtype=dtype, attn_implementation=config.model.attn_implementation)
+    template = family.question_template(config.task)
+    datasets = [
+        spec.model_copy(
+            update={
+                "jsonl": str(resolve_local_path(spec.jsonl)),
+                "image_root": str(resolve_local_path(spec.image_root)) if spec.image_root else None,
+            }
+        )
+        for spec in config.datasets
+    ]
+    dataset = VLMR1Dataset.from_sources(
+        sources_from_specs(datasets),
+        question_template=_Template(template, format_question),
+        on_bad_sample=config.on_bad_sample,
+        row_hook=FamilyRowHook(family, processor, config.grpo.max_prompt_length),
+    )
+    peft_config = None
+    finetuning = config.finetuning
+    if finetuning.mode == "lora":
+        peft_config = family.lora_config(finetuning.resolved_lora)
+    elif finetuning.mode == "freezeVision":
+        family.freeze_vision(model)
+    rewards: list[Any] = reward_functions(config)[0]
+    if options.debug:
+        from vlmr1_trainer.progress import wrap_rewards
+
+        rewards = wrap_rewards(rewards, options.output_dir, is_main_process=options.rank == 0)
+    checkpoints = CheckpointCallback(config, options)
+    trainer = _trainer_class()(
+        model=model,
+        reward_funcs=rewards,
+        args=grpo_args(config, options),
+        train_dataset=to_hf_dataset(dataset),
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=[checkpoints.as_callback(), *options.callbacks],
+    )
+    return trainer, checkpoints, dataset.report
+
+
+def _trainer_class() -> type[GRPOTrainer]:
+    from transformers import PrinterCallback
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    class VLMR1GRPOTrainer(GRPOTrainer):
+        """TRL's GRPOTrainer with two changes around resuming and printing.
+
+        transformers' resume loads a full model's state dict without the key mapping
+        from_pretrained applies (Qwen2.5-VL checkpoints store legacy key names), which
+        loads nothing; the policy weights were already loaded from the checkpoint with
+        from_pretrained (build_trainer), so only adapters (peft) are loaded here. Logs
+        are reported as JSON lines and a progress bar by our callbacks instead of printed.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.remove_callback(PrinterCallback)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            from peft import PeftModel
+
+            if isinstance(model or self.model, PeftModel):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    return VLMR1GRPOTrainer
+
+
+class _Template:
+    """The family's question template as the data loader's ``(question) -> text`` (picklable)."""
+
+    def __init__(self, template: str, render: Callable[[str, str], str]) -> None:
+        self.template, self.render = template, render
+
+    def __call__(self, question: str) -> str:
+        return self.render(self.template, question)
+
+
+def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
+    """Run GRPO training to the end (resuming from the newest verified checkpoint)."""
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    resumed = find_resumable(options.output_dir / CHECKPOINTS) if options.resume else None
+    trainer, checkpoints, report = build_trainer(config, options, resumed.path if resumed else None)
+    if resumed is not None:
+        log.info("resuming from %s (step %d, %s)", resumed.path, resumed.step, resumed.digest)
+    trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
+    _barrier()
+    return TrainResult(
+        steps=int(trainer.state.global_step),
+        checkpoints=checkpoints.saved,
+        resumed_from=resumed,
+        data_report=report,
+        log_history=list(trainer.state.log_history),
+    )
+
+
+def world_rank() -> int:
+    """This process's global rank under the torchrun environment (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))

@@ -1,0 +1,201 @@
+"""One training process: read the config, train, report; the same code in a pod and locally.
+
+`python -m vlmr1_trainer --config FILE` (the container entry point) lands in `main`: a
+node process with several training processes hands over to torchrun, which starts
+this again once per worker; a worker trains and, on rank 0, reports progress and
+prints the closing summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from vlmr1_trainer.config import TrainerConfig
+from vlmr1_trainer.launch import NodeEnv, is_worker, torchrun_argv
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+    from vlmr1_trainer.train import Accelerator, TrainResult
+
+log = logging.getLogger("vlmr1_trainer")
+
+#: Where a pod writes when the spec names no checkpoint storage (an emptyDir).
+DEFAULT_POD_OUTPUT = "/var/lib/vlmr1/output"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vlmr1_trainer", description="Run GRPO training from a TrainerConfig.")
+    p.add_argument("--config", type=Path, required=True, help="TrainerConfig YAML (the operator mounts it)")
+    p.add_argument("--output", type=Path, help="run folder (default: checkpoint.uri's path, else %(default)s)")
+    p.add_argument(
+        "--accelerator",
+        choices=["nvidia", "ascend", "cpu"],
+        default=os.environ.get("VLMR1_ACCELERATOR", "cpu"),
+        help="device kind (default: $VLMR1_ACCELERATOR, else cpu)",
+    )
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides training.maxSteps)")
+    p.add_argument("--no-resume", action="store_true", help="start fresh even if checkpoints exist")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ["VLMR1_METRICS_PORT"]) if os.environ.get("VLMR1_METRICS_PORT") else None,
+        help="serve Prometheus metrics on this port from rank 0 (default: $VLMR1_METRICS_PORT, else off)",
+    )
+    p.add_argument("--debug", action="store_true", help="dump sampled completions with rewards (or DEBUG_MODE=true)")
+    return p
+
+
+def load_config(path: Path) -> TrainerConfig:
+    """The TrainerConfig in a YAML file; a bad one is an error naming the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return TrainerConfig.model_validate(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"{path}: cannot read the trainer config: {exc}") from exc
+    except ValidationError as exc:
+        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("\n".join(lines)) from exc
+
+
+def output_dir(config: TrainerConfig, explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    if config.checkpoint.uri and not config.checkpoint.uri.startswith("s3://"):
+        from vlmr1_trainer.storage import resolve_local_path
+
+        return resolve_local_path(config.checkpoint.uri)
+    return Path(os.environ.get("VLMR1_OUTPUT_DIR", DEFAULT_POD_OUTPUT))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    node = NodeEnv.from_environ(os.environ)
+    if not is_worker(os.environ):
+        if node.nproc_per_node > 1:
+            # torchrun supervises this node's workers; its exit code is the pod's.
+            return subprocess.call(torchrun_argv(node, sys.argv[1:] if argv is None else list(argv)))
+        if node.world_size > 1:
+            os.environ.update(node.single_process_environ())
+    config = load_config(args.config)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if rank0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = run_training(
+        config,
+        output=output_dir(config, args.output),
+        accelerator=args.accelerator,
+        world_size=node.world_size,
+        max_steps=args.max_steps,
+        resume=not args.no_resume,
+        rank=int(os.environ.get("RANK", "0")),
+        metrics_port=args.metrics_port,
+        debug=args.debug,
+    )
+    if rank0:
+        print_summary(result, sys.stdout)
+    return 0
+
+
+def run_training(
+    config: TrainerConfig,
+    *,
+    output: Path,
+    accelerator: Accelerator,
+    world_size: int,
+    max_steps: int | None = None,
+    resume: bool = True,
+    rank: int = 0,
+    metrics_port: int | None = None,
+    debug: bool = False,
+    stream: TextIO | None = None,
+) -> TrainResult:
+    """Train with progress reporting on rank 0: metrics.jsonl (progress and checkpoint
+    events, what the operator reads), Prometheus gauges on `metrics_port`, a progress line."""
+    from vlmr1_trainer.progress import ProgressCallback, debug_enabled
+    from vlmr1_trainer.train import RunOptions, train
+
+    progress = ProgressCallback(output, metrics_port=metrics_port)
+    callbacks: list[TrainerCallback] = [progress]
+    if rank == 0:
+        callbacks.append(progress_line(stream or sys.stderr))
+    options = RunOptions(
+        output_dir=output,
+        accelerator=accelerator,
+        world_size=world_size,
+        max_steps=max_steps,
+        resume=resume,
+        checkpoint_uri=_checkpoint_uri(config),
+        callbacks=callbacks,
+        on_checkpoint=progress.report_checkpoint,
+        debug=debug_enabled(flag=debug),
+        rank=rank,
+    )
+    try:
+        return train(config, options)
+    finally:
+        progress.close()
+
+
+def _checkpoint_uri(config: TrainerConfig) -> str | None:
+    uri = config.checkpoint.uri
+    return uri if uri and "://" in uri else None
+
+
+def progress_line(stream: TextIO) -> TrainerCallback:
+    """One line per logged step: step/total, reward mean ± std, seconds per step, ETA."""
+    from transformers import TrainerCallback
+
+    class ProgressLine(TrainerCallback):
+        def __init__(self) -> None:
+            self.started: float | None = None
+            self.first_step = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            self.started, self.first_step = time.monotonic(), int(state.global_step)
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
+            if not logs or "reward" not in logs or self.started is None:
+                return control
+            step, total = int(state.global_step), int(state.max_steps or 0)
+            done = max(step - self.first_step, 1)
+            per_step = (time.monotonic() - self.started) / done
+            eta = per_step * max(total - step, 0)
+            std = logs.get("reward_std")
+            reward = f"{logs['reward']:.3f}" + (f" ± {std:.3f}" if isinstance(std, int | float) else "")
+            width = 20
+            filled = width * step // total if total else 0
+            bar = "#" * filled + "." * (width - filled)
+            stream.write(f"[{bar}] step {step}/{total}  reward {reward}  {per_step:.1f} s/step  ETA {eta:.0f} s\n")
+            stream.flush()
+            return control
+
+    return ProgressLine()
+
+
+def print_summary(result: TrainResult, stream: TextIO) -> None:
+    """The closing summary of a run: steps, reward curve, checkpoints, skipped samples."""
+    rewards = [float(e["reward"]) for e in result.log_history if isinstance(e.get("reward"), int | float)]
+    curve = f"{rewards[0]:.3f} -> {rewards[-1]:.3f}" if rewards else "n/a (no step logged)"
+    stream.write("\nvlmr1 run summary\n")
+    stream.write(f"  steps:       {result.steps}")
+    if result.resumed_from is not None:
+        stream.write(f" (resumed from step {result.resumed_from.step})")
+    stream.write(f"\n  reward:      {curve} over {len(rewards)} logged steps\n")
+    stream.write(f"  data:        {result.data_report.summary()}\n")
+    if not result.checkpoints:
+        stream.write("  checkpoints: none saved\n")
+    for info in result.checkpoints:
+        stream.write(f"  checkpoint:  step {info.step}  {info.digest}  {info.path}\n")
+    stream.flush()
