@@ -102,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         debug=args.debug,
     )
+    # One line per rank in every pod's log: which ranks took part, and how far they got.
+    print(
+        f"vlmr1: rank {os.environ.get('RANK', '0')}/{node.world_size} finished at step {result.steps}", file=sys.stderr
+    )
     if rank0:
         print_summary(result, sys.stdout)
     return 0
