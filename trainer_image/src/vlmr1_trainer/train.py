@@ -109,9 +109,14 @@ def deepspeed_config(config: TrainerConfig, accelerator: Accelerator) -> dict[st
 
 
 def grpo_args(config: TrainerConfig, options: RunOptions) -> GRPOConfig:
-    """TRL's GRPOConfig for the spec (every GRPO and training field mapped, none guessed)."""
+    """TRL's GRPOConfig for the spec (it checks the device: bf16 needs an accelerator)."""
     from trl.trainer.grpo_config import GRPOConfig
 
+    return GRPOConfig(**grpo_kwargs(config, options))
+
+
+def grpo_kwargs(config: TrainerConfig, options: RunOptions) -> dict[str, Any]:
+    """GRPOConfig's arguments for the spec: every GRPO and training field mapped, none guessed."""
     grpo, training, rollout = config.grpo, config.training, config.rollout
     on_cpu = options.accelerator == "cpu"
     max_steps = options.max_steps or training.max_steps
@@ -162,7 +167,7 @@ def grpo_args(config: TrainerConfig, options: RunOptions) -> GRPOConfig:
             kwargs["vllm_tensor_parallel_size"] = vllm.tensor_parallel_size
             if vllm.server_url:
                 kwargs["vllm_server_base_url"] = vllm.server_url
-    return GRPOConfig(**kwargs)
+    return kwargs
 
 
 def torch_dtype(config: TrainerConfig, accelerator: Accelerator) -> Any:
@@ -284,7 +289,7 @@ def build_trainer(
     so a resumed run sees images exactly as the first one did.
     """
     if options.accelerator == "ascend":
-        import torch_npu  # type: ignore[import-not-found]  # noqa: F401 (registers the npu device)
+        require_torch_npu()
 
     from vlmr1_trainer.data import VLMR1Dataset, sources_from_specs, to_hf_dataset
     from vlmr1_trainer.storage import resolve_local_path
@@ -334,6 +339,17 @@ def build_trainer(
         callbacks=[checkpoints.as_callback(), *options.callbacks],
     )
     return trainer, checkpoints, dataset.report
+
+
+def require_torch_npu() -> None:
+    """Register the npu device; only ever imported for Ascend (its autoload breaks CPU torch)."""
+    try:
+        import torch_npu  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(
+            "accelerator ascend needs torch_npu and the CANN libraries: use the trainer image's ascend target "
+            "(pip extra vlmr1[ascend]), or set resources.accelerator to nvidia or cpu"
+        ) from exc
 
 
 def _trainer_class() -> type[GRPOTrainer]:
