@@ -129,6 +129,7 @@ def run_training(
     from vlmr1_trainer.progress import ProgressCallback, debug_enabled
     from vlmr1_trainer.train import RunOptions, train
 
+    quiet_libraries()
     progress = ProgressCallback(output, metrics_port=metrics_port)
     callbacks: list[TrainerCallback] = [progress]
     if rank == 0:
@@ -149,6 +150,17 @@ def run_training(
         return train(config, options)
     finally:
         progress.close()
+
+
+def quiet_libraries() -> None:
+    """Our progress line and summary replace transformers' per-load and per-save progress bars;
+    its deprecation notices about its own internals are not actionable for a user."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def _checkpoint_uri(config: TrainerConfig) -> str | None:
