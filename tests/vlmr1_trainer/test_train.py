@@ -206,17 +206,20 @@ def test_keep_prunes_old_checkpoints(tmp_path: Path) -> None:
     assert left == {"checkpoint-3", "checkpoint-4", f"checkpoint-{best.step}"}, "newest two, and never the best"
 
 
-def test_vlmr1_run_two_ranks(tmp_path: Path) -> None:
-    """`vlmr1 run --nnodes 2` starts two processes with the pods' contract (gloo) and trains."""
+@pytest.mark.parametrize(("nnodes", "nproc"), [(2, 1), (1, 2)], ids=["two-nodes", "torchrun-two-processes"])
+def test_vlmr1_run_two_ranks(tmp_path: Path, nnodes: int, nproc: int) -> None:
+    """Two ranks with the pods' contract (gloo): two node processes, or one node whose entry
+    point hands its two processes to torchrun (what a pod with processesPerNode 2 does)."""
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "vlmr1_operator.cli", "run", str(REPO / "examples" / "grpojob-rec-local.yaml"),
-         "--output", str(out), "--nnodes", "2", "--max-steps", "2"],
+         "--output", str(out), "--nnodes", str(nnodes), "--nproc-per-node", str(nproc), "--max-steps", "2"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    rank1_log = (out / "logs" / "node-1.log").read_text() if nnodes == 2 else proc.stderr
     assert "rank 0/2 finished at step 2" in proc.stderr
-    assert "rank 1/2 finished at step 2" in (out / "logs" / "node-1.log").read_text()
+    assert "rank 1/2 finished at step 2" in rank1_log
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-2"]
     assert verify_checkpoint(out / "checkpoints" / "checkpoint-2").ok
     assert "checkpoint:  step 2" in proc.stdout
