@@ -170,7 +170,8 @@ def test_pod_template_override_merges_by_name() -> None:
     }
     job = load_job(REPO / "examples" / "grpojob-rec.yaml", podTemplate=override)
     pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
-    assert pod["metadata"]["annotations"] == {"team": "vision"}
+    assert pod["metadata"]["annotations"]["team"] == "vision"
+    assert "vlmr1.io/spec-hash" in pod["metadata"]["annotations"]
     assert pod["spec"]["priorityClassName"] == "training"
     assert [c["name"] for c in pod["spec"]["containers"]] == ["trainer", "sidecar"]
     assert env_of(pod)["NCCL_DEBUG"] == "INFO"

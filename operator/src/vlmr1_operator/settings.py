@@ -36,6 +36,12 @@ class OperatorSettings(ApiModel):
     master_port: int = Field(default=29500, ge=1, le=65535)
     """Port of the torch.distributed rendezvous on the master pod."""
 
+    trainer_metrics_port: int = Field(default=9400, ge=1, le=65535)
+    """Port where a trainer's rank 0 serves Prometheus metrics (progress and checkpoints)."""
+
+    progress_poll_seconds: float = Field(default=15.0, gt=0)
+    """How often running jobs are reconciled and their trainer's progress read."""
+
     pvc_root: str = "/mnt/pvc"
     """Where `pvc://claim/path` uris are mounted in pods (claim at <root>/<claim>)."""
 

@@ -9,6 +9,8 @@ NCCL/HCCL group, so the operator recreates the whole gang from the last checkpoi
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -32,6 +34,8 @@ CONTAINER = "trainer"
 CONFIG_FILE = "config.yaml"
 SCRATCH = "/var/lib/vlmr1"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
+#: Hash of the spec a pod was built from: a running gang with another hash is restarted.
+SPEC_HASH_ANNOTATION = "vlmr1.io/spec-hash"
 
 #: Extended resource name of each accelerator (none on cpu).
 DEVICE_RESOURCE = {"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
@@ -55,6 +59,12 @@ COMM_ENV = {
 def node_name(job: str, index: int) -> str:
     """Pod and Service name of node `index` (0 is the master)."""
     return f"{job}-node-{index}"
+
+
+def spec_hash(job: GRPOJob) -> str:
+    """Hash of everything that shapes the pods; runPolicy is left out (it applies in place)."""
+    shaping = job.spec.model_dump(mode="json", by_alias=True, exclude={"run_policy"})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_map_name(job: str) -> str:
@@ -124,7 +134,10 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "vlmr1_trainer", "--config", f"{settings.config_path}/{CONFIG_FILE}"],
         "env": _env(job, index, settings, namespace, restart),
-        "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
+        "ports": [
+            {"name": "rendezvous", "containerPort": settings.master_port},
+            {"name": "metrics", "containerPort": settings.trainer_metrics_port},
+        ],
         "resources": _resources(job),
         "volumeMounts": mounts,
         "securityContext": {
@@ -156,8 +169,9 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
     if spec.run_policy.active_deadline_seconds:
         pod_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
     meta = metadata(node_name(name, index), namespace, pod_labels, owner)
+    meta["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(job)}
     if res.gang_scheduling:
-        meta["annotations"] = {VOLCANO_GROUP_ANNOTATION: name}
+        meta["annotations"][VOLCANO_GROUP_ANNOTATION] = name
     pod: Manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
     if spec.pod_template:
         pod = merge(pod, {k: v for k, v in spec.pod_template.items() if k in ("metadata", "spec")})
@@ -178,6 +192,8 @@ def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, r
         "VLMR1_JOB_NAME": name,
         "VLMR1_RESTART": str(restart),
         "VLMR1_PVC_ROOT": settings.pvc_root,
+        # Rank 0 serves progress and checkpoints here; the operator reads them into status.
+        "VLMR1_METRICS_PORT": str(settings.trainer_metrics_port),
         "HF_HOME": f"{SCRATCH}/hf",
         # Pods run non-root; ~/.cache may not be writable. Builtin models and s3 downloads go here.
         "VLMR1_CACHE_DIR": f"{SCRATCH}/cache",

@@ -1,0 +1,39 @@
+"""Kubernetes-style status conditions (metav1.Condition semantics)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from vlmr1_operator.api.common import Condition
+
+Status = Literal["True", "False", "Unknown"]
+
+
+def set_condition(
+    conditions: list[Condition], type_: str, status: Status, reason: str, message: str, now: datetime
+) -> None:
+    """Set a condition in place. lastTransitionTime changes only when status does; a
+    condition that never held is not added as False (absent means it never happened)."""
+    for i, current in enumerate(conditions):
+        if current.type != type_:
+            continue
+        if current.status == status and current.reason == reason and current.message == message:
+            return
+        moved = current.status != status
+        conditions[i] = Condition(
+            type=type_,
+            status=status,
+            reason=reason or current.reason,
+            message=message or current.message,
+            last_transition_time=now if moved else current.last_transition_time,
+        )
+        return
+    if status == "True":
+        conditions.append(
+            Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=now)
+        )
+
+
+def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)

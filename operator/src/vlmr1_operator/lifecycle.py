@@ -1,0 +1,242 @@
+"""The GRPOJob state machine, as a pure function: (job, observed pods, now) -> a plan.
+
+Level-triggered: every reconcile looks at what exists and decides what should, whatever
+event woke it. A gang is all-or-nothing: NCCL/HCCL cannot readmit a lost rank, so a failed
+or vanished pod means deleting every pod and starting a new gang generation (which resumes
+from the newest verified checkpoint) until runPolicy.backoffLimit is used up. Pods keep
+fixed names, so a new generation is created only once the old pods are gone.
+
+Spec edits: fields that shape the pods (the trainer config, resources, secrets, pod
+template) are hashed into each pod; a running gang whose hash differs is restarted with
+the new spec (not counted against backoffLimit). runPolicy edits apply in place. So an
+edit is never half-applied: every pod of a gang runs the same spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from vlmr1_operator.api.grpojob import GRPOJob, GRPOJobStatus, ReplicaCounts
+from vlmr1_operator.builders import build_grpojob
+from vlmr1_operator.builders.common import LABEL_INDEX, LABEL_RESTART, Manifest
+from vlmr1_operator.builders.grpojob import SPEC_HASH_ANNOTATION, spec_hash
+from vlmr1_operator.conditions import set_condition
+from vlmr1_operator.settings import OperatorSettings
+
+EventType = Literal["Normal", "Warning"]
+TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the operator needs to know about one observed pod."""
+
+    name: str
+    index: int
+    restart: int
+    spec_hash: str
+    phase: str
+    terminating: bool = False
+    reason: str = ""
+    ip: str | None = None
+
+    @classmethod
+    def from_manifest(cls, pod: Manifest) -> PodState:
+        meta, status = pod.get("metadata", {}), pod.get("status") or {}
+        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        return cls(
+            name=meta["name"],
+            index=int(labels.get(LABEL_INDEX, "-1")),
+            restart=int(labels.get(LABEL_RESTART, "-1")),
+            spec_hash=annotations.get(SPEC_HASH_ANNOTATION, ""),
+            phase=status.get("phase") or "Pending",
+            terminating=bool(meta.get("deletionTimestamp")),
+            reason=_failure_reason(status),
+            ip=status.get("podIP"),
+        )
+
+
+def _failure_reason(status: dict[str, Any]) -> str:
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode"):
+            return f"container {container.get('name')} exited {terminated['exitCode']} ({terminated.get('reason', '')})"
+    return status.get("reason") or status.get("message") or ""
+
+
+@dataclass
+class Plan:
+    """What one reconcile does: ensure children, delete pods, write status, emit events."""
+
+    ensure: list[Manifest] = field(default_factory=list)
+    delete_pods: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    delete_job: bool = False
+    requeue_after: float | None = None
+    """Seconds until a time-based transition (deadline, TTL) is due."""
+
+
+def reconcile(job: GRPOJob, pods: list[PodState], now: datetime, settings: OperatorSettings) -> Plan:
+    status = job.status.model_copy(deep=True) if job.status else GRPOJobStatus()
+    plan = _decide(job, status, pods, now, settings)
+    status.observed_generation = job.metadata.generation
+    status.replicas = _replica_counts([p for p in pods if not p.terminating and p.name not in plan.delete_pods])
+    plan.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return plan
+
+
+def _decide(
+    job: GRPOJob, status: GRPOJobStatus, pods: list[PodState], now: datetime, settings: OperatorSettings
+) -> Plan:
+    policy = job.spec.run_policy
+    live = [p for p in pods if not p.terminating]
+    if status.phase in TERMINAL:
+        return _finished(job, status, live, now)
+    if policy.suspend:
+        return _suspend(status, live, now)
+    if status.phase == "Suspended":
+        _transition(status, "Pending", "Resumed", "suspend is false: starting the gang", now)
+    plan = Plan()
+    want = spec_hash(job)
+    stale = [p for p in live if p.restart != status.restarts or p.spec_hash != want]
+    if stale:
+        plan.delete_pods = [p.name for p in live]
+        reason = "SpecChanged" if any(p.spec_hash != want for p in stale) else "OldGang"
+        _transition(status, "Restarting", reason, "recreating the gang with the current spec", now)
+        plan.events.append(Event("Normal", reason, "the spec changed: restarting the gang with it"))
+        return plan
+    if len(live) < len(pods):
+        _transition(status, status.phase if status.phase != "Pending" else "Restarting", "Terminating",
+                    "waiting for the previous gang's pods to go", now)  # fmt: skip
+        return plan
+    failed = [p for p in live if p.phase == "Failed"]
+    nodes = job.spec.resources.nodes
+    partial = 0 < len(live) < nodes
+    if failed or partial:
+        return _gang_failure(job, status, live, failed, now)
+    if not live:
+        plan.ensure = build_grpojob(job, settings, restart=status.restarts)
+        if status.start_time is None:
+            status.start_time = now
+        phase = "Restarting" if status.restarts else "Pending"
+        plan.events.append(Event("Normal", "GangCreated", f"created {nodes} pod(s) (gang restart {status.restarts})"))
+        _transition(status, phase, "GangCreated", f"{nodes} pod(s) created, waiting for them to run", now)
+        return _with_deadline(job, status, plan, now)
+    # The gang exists: keep its other children in shape too (a deleted Service comes back).
+    plan.ensure = [o for o in build_grpojob(job, settings, restart=status.restarts) if o["kind"] != "Pod"]
+    master = next((p for p in live if p.index == 0), None)
+    if master is not None and master.phase == "Succeeded":
+        plan.delete_pods = [p.name for p in live if p.index != 0 and p.phase not in TERMINAL]
+        status.completion_time = now
+        plan.events.append(Event("Normal", "Succeeded", "the master finished training"))
+        _transition(status, "Succeeded", "MasterSucceeded", "the master pod exited 0", now)
+        return _finished_requeue(job, status, plan, now)
+    if all(p.phase == "Running" for p in live):
+        if status.phase != "Running":
+            plan.events.append(Event("Normal", "Running", f"all {nodes} pod(s) running"))
+        _transition(status, "Running", "AllPodsRunning", f"all {nodes} pod(s) running", now)
+    else:
+        _transition(status, status.phase if status.phase == "Restarting" else "Pending", "PodsStarting",
+                    "waiting for every pod of the gang to run", now)  # fmt: skip
+    return _with_deadline(job, status, plan, now)
+
+
+def _gang_failure(
+    job: GRPOJob, status: GRPOJobStatus, live: list[PodState], failed: list[PodState], now: datetime
+) -> Plan:
+    plan = Plan(delete_pods=[p.name for p in live])
+    missing = sorted(set(range(job.spec.resources.nodes)) - {p.index for p in live})
+    what = (
+        f"pod {failed[0].name} failed" + (f": {failed[0].reason}" if failed[0].reason else "")
+        if failed
+        else f"pod(s) of node {', '.join(map(str, missing))} disappeared"
+    )
+    limit = job.spec.run_policy.backoff_limit
+    if status.restarts < limit:
+        status.restarts += 1
+        message = f"{what}; restarting the whole gang from the newest checkpoint ({status.restarts}/{limit})"
+        plan.events.append(Event("Warning", "GangRestart", message))
+        _transition(status, "Restarting", "PodFailed", message, now)
+        return plan
+    message = f"{what}; backoffLimit {limit} restart(s) used up"
+    status.completion_time = now
+    plan.events.append(Event("Warning", "BackoffLimitExceeded", message))
+    _transition(status, "Failed", "BackoffLimitExceeded", message, now)
+    return _finished_requeue(job, status, plan, now)
+
+
+def _with_deadline(job: GRPOJob, status: GRPOJobStatus, plan: Plan, now: datetime) -> Plan:
+    deadline = job.spec.run_policy.active_deadline_seconds
+    if deadline is None or status.start_time is None:
+        return plan
+    left = (status.start_time + timedelta(seconds=deadline) - now).total_seconds()
+    if left > 0:
+        plan.requeue_after = left
+        return plan
+    message = f"running longer than runPolicy.activeDeadlineSeconds ({deadline} s)"
+    status.completion_time = now
+    plan.ensure = []
+    plan.delete_pods = [f"{job.metadata.name}-node-{i}" for i in range(job.spec.resources.nodes)]
+    plan.events.append(Event("Warning", "DeadlineExceeded", message))
+    _transition(status, "Failed", "DeadlineExceeded", message, now)
+    return _finished_requeue(job, status, plan, now)
+
+
+def _suspend(status: GRPOJobStatus, live: list[PodState], now: datetime) -> Plan:
+    plan = Plan(delete_pods=[p.name for p in live])
+    if status.phase != "Suspended":
+        plan.events.append(Event("Normal", "Suspended", "suspend is true: pods deleted, the job is kept"))
+    _transition(status, "Suspended", "Suspended", "runPolicy.suspend is true", now)
+    return plan
+
+
+def _finished(job: GRPOJob, status: GRPOJobStatus, live: list[PodState], now: datetime) -> Plan:
+    # Workers still running after the master succeeded (or any pod after a failure) are stopped.
+    plan = Plan(delete_pods=[p.name for p in live if p.phase not in TERMINAL])
+    return _finished_requeue(job, status, plan, now)
+
+
+def _finished_requeue(job: GRPOJob, status: GRPOJobStatus, plan: Plan, now: datetime) -> Plan:
+    ttl = job.spec.run_policy.ttl_seconds_after_finished
+    if ttl is None or status.completion_time is None:
+        return plan
+    left = (status.completion_time + timedelta(seconds=ttl) - now).total_seconds()
+    if left <= 0:
+        plan.delete_job = True
+    else:
+        plan.requeue_after = left
+    return plan
+
+
+def _transition(status: GRPOJobStatus, phase: str, reason: str, message: str, now: datetime) -> None:
+    """Set the phase and its condition (the others become False), keeping transition times."""
+    status.phase = phase  # type: ignore[assignment]
+    for kind in ("Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
+        if kind == phase:
+            set_condition(status.conditions, kind, "True", reason, message, now)
+        else:
+            set_condition(status.conditions, kind, "False", "", "", now)
+
+
+def _replica_counts(pods: list[PodState]) -> dict[str, ReplicaCounts]:
+    counts: dict[str, ReplicaCounts] = {}
+    for pod in pods:
+        role = "master" if pod.index == 0 else "worker"
+        c = counts.setdefault(role, ReplicaCounts())
+        if pod.phase == "Succeeded":
+            c.succeeded += 1
+        elif pod.phase == "Failed":
+            c.failed += 1
+        else:
+            c.active += 1
+    return counts
