@@ -72,7 +72,7 @@ def test_running_gang_and_a_no_op_reconcile() -> None:
     assert "Pod" not in kinds(plan) and plan.delete_pods == []
     assert [e.reason for e in plan.events] == ["Running"]
     assert j.status.replicas["master"].active == 1 and j.status.replicas["worker"].active == 1
-    again, j2 = step(j, pods(j, "Running", "Running"), T0 + timedelta(seconds=30))
+    again, _ = step(j, pods(j, "Running", "Running"), T0 + timedelta(seconds=30))
     assert again.status == plan.status, "a reconcile that changes nothing must compute the same status"
     assert again.events == [] and again.delete_pods == []
 

@@ -30,7 +30,7 @@ RULES: tuple[Rule, ...] = (
         "vlmr1.io",
         ("grpojobs", "vlmservices"),
         ("get", "list", "watch", "patch"),
-        "watch the custom resources; kopf patches its finalizer and progress annotations on them",
+        "watch the custom resources (and list them to resync); kopf may patch annotations on them",
     ),
     Rule(
         "vlmr1.io",

@@ -48,6 +48,9 @@ class OperatorSettings(ApiModel):
     config_path: str = "/etc/vlmr1"
     """Where the rendered TrainerConfig is mounted in trainer pods."""
 
+    extra_reward_names: list[str] = Field(default_factory=list)
+    """Reward names a custom trainer image registers beyond vlmr1's own (accepted in specs)."""
+
     run_as_user: int = Field(default=1000, ge=1)
     """UID the generated pods run as (non-root)."""
 

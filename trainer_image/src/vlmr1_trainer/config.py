@@ -28,6 +28,15 @@ FAMILY_PATTERNS: dict[ModelFamily, tuple[str, ...]] = {
     "internvl": ("internvl",),
 }
 
+#: Reward names the trainer image registers (vlmr1_trainer.rewards; a test keeps them equal).
+#: Listed here because the operator, which has no trainer dependencies, checks spec.rewards.
+KNOWN_REWARDS: frozenset[str] = frozenset(
+    {
+        "accuracy", "all_match", "format", "length_cosine", "math", "mcq", "od_ap", "od_ap50", "od_length",
+        "od_weighted_sum", "rec_acc", "rec_format", "rec_iou", "repetition", "yes_no",
+    }
+)  # fmt: skip
+
 #: Rewards used when a GRPOJob names none, as VLM-R1's scripts for each task do.
 DEFAULT_REWARDS: dict[Task, tuple[str, ...]] = {
     "rec": ("rec_iou", "rec_format"),

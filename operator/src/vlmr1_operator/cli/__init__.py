@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 COMMAND_MODULES: tuple[str, ...] = (
     "vlmr1_operator.cli.validate",
     "vlmr1_operator.cli.crds",
+    "vlmr1_operator.cli.operator",
     "vlmr1_trainer.local",
     "vlmr1_trainer.cli",
     "vlmr1_trainer.cli_checkpoints",

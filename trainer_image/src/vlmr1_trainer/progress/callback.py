@@ -199,7 +199,7 @@ class ProgressCallback(TrainerCallback):
                 "timestamp": self.wall_clock(),
             }
         )
-        self.metrics.checkpoint_saved(info.step)
+        self.metrics.checkpoint_saved(info.step, info.uri, info.digest, dict(info.metrics))
         self._summary.checkpoints.append(CheckpointReport(uri=info.uri, step=info.step, digest=info.digest))
 
     def summary(self) -> ProgressSummary:

@@ -72,6 +72,20 @@ class ProgressMetrics:
         self.last_checkpoint_step = Gauge(
             f"{PREFIX}_last_checkpoint_step", "Step of the last reported checkpoint.", registry=self.registry
         )
+        # The operator folds these into GRPOJob status.checkpoints: an info-style series per
+        # checkpoint (its identity in labels) and its metrics, so one scrape carries everything.
+        self.checkpoint_info = Gauge(
+            f"{PREFIX}_checkpoint_info",
+            "A complete checkpoint (value 1): its step, uri and manifest digest.",
+            ["step", "uri", "digest"],
+            registry=self.registry,
+        )
+        self.checkpoint_metric = Gauge(
+            f"{PREFIX}_checkpoint_metric",
+            "A training metric recorded in a checkpoint's manifest.",
+            ["step", "metric"],
+            registry=self.registry,
+        )
 
     def update(self, record: ProgressRecord) -> None:
         """Set every gauge from ``record``."""
@@ -81,10 +95,17 @@ class ProgressMetrics:
             self.reward_function_mean.labels(reward=reward).set(_value(stats.mean))
             self.reward_function_std.labels(reward=reward).set(_value(stats.std))
 
-    def checkpoint_saved(self, step: int) -> None:
-        """Count one reported checkpoint."""
+    def checkpoint_saved(
+        self, step: int, uri: str = "", digest: str = "", metrics: dict[str, float] | None = None
+    ) -> None:
+        """Count one reported checkpoint and publish its identity and metrics."""
         self.checkpoints.inc()
         self.last_checkpoint_step.set(step)
+        if digest:
+            self.checkpoint_info.labels(step=str(step), uri=uri, digest=digest).set(1)
+        for name, value in (metrics or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                self.checkpoint_metric.labels(step=str(step), metric=name).set(float(value))
 
 
 def start_metrics_server(

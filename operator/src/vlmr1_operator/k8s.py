@@ -1,0 +1,244 @@
+"""The one place that talks to the Kubernetes API server.
+
+A thin JSON client over the `kubernetes` package's ApiClient (which knows kubeconfig,
+in-cluster credentials and TLS). Objects stay plain dicts, as the builders produce them.
+Errors map to a few exception types the handlers act on: NotFound and Conflict are
+expected in a level-triggered loop; Transient ones (throttling, 5xx, a dropped
+connection) become kopf.TemporaryError upstream so kopf retries with a delay.
+
+Every call is checked against permissions.RULES (an unlisted call is a bug, not an RBAC
+surprise in production) and counted, so tests can assert that a no-op reconcile writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from vlmr1_operator.permissions import allowed
+
+WRITE_VERBS = frozenset({"create", "patch", "delete", "update"})
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A failed API call, with the server's status code and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+
+class NotFound(ApiError):  # noqa: N818 (the Kubernetes reason's name)
+    pass
+
+
+class Conflict(ApiError):  # noqa: N818
+    """AlreadyExists on create, or a stale resourceVersion."""
+
+
+class Invalid(ApiError):  # noqa: N818
+    """The server rejected the object (422)."""
+
+
+class Transient(ApiError):  # noqa: N818
+    """Worth retrying: throttling, server errors, connection problems."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        """The resource's URL path; namespace None lists across all namespaces."""
+        root = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        scope = f"/namespaces/{namespace}" if self.namespaced and namespace is not None else ""
+        path = f"{root}{scope}/{self.plural}"
+        if name:
+            path += f"/{name}"
+        if subresource:
+            path += f"/{subresource}"
+        return path
+
+
+#: The kinds the operator reads and writes, by (apiVersion, kind).
+RESOURCES: dict[tuple[str, str], Resource] = {
+    ("v1", "Pod"): Resource("", "v1", "pods"),
+    ("v1", "Service"): Resource("", "v1", "services"),
+    ("v1", "ConfigMap"): Resource("", "v1", "configmaps"),
+    ("scheduling.volcano.sh/v1beta1", "PodGroup"): Resource("scheduling.volcano.sh", "v1beta1", "podgroups"),
+    ("vlmr1.io/v1alpha1", "GRPOJob"): Resource("vlmr1.io", "v1alpha1", "grpojobs"),
+    ("vlmr1.io/v1alpha1", "VLMService"): Resource("vlmr1.io", "v1alpha1", "vlmservices"),
+}
+KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
+CLUSTER_KOPF_PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
+PODS = RESOURCES[("v1", "Pod")]
+GRPOJOBS = RESOURCES[("vlmr1.io/v1alpha1", "GRPOJob")]
+
+
+def resource_of(obj: dict[str, Any]) -> Resource:
+    return RESOURCES[(obj["apiVersion"], obj["kind"])]
+
+
+class Kube:
+    """JSON calls to the API server (sync: kopf runs sync handlers in its thread pool)."""
+
+    def __init__(self, api_client: Any = None) -> None:
+        if api_client is None:
+            api_client = _default_client()
+        self.api = api_client
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    @property
+    def writes(self) -> int:
+        """Write calls made so far (create, patch, delete)."""
+        return sum(n for (verb, _), n in self.calls.items() if verb in WRITE_VERBS)
+
+    def _call(
+        self,
+        verb: str,
+        resource: Resource,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+        subresource: str | None = None,
+    ) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        name = resource.plural + (f"/{subresource}" if subresource else "")
+        if not allowed(resource.group, name, verb):
+            raise PermissionError(f"{verb} {resource.group}/{name} is not in permissions.RULES")
+        self.calls[(verb, name)] += 1
+        full = path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method_, url, headers_, body_, post = self.api.param_serialize(
+            method=method,
+            resource_path=full,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(method_, url, header_params=headers_, body=body_, post_params=post,
+                                         _request_timeout=30)  # fmt: skip
+            response.read()
+        except ApiException as exc:
+            raise _error(exc.status or 0, exc.reason or "", exc.body or "") from exc
+        except OSError as exc:  # connection refused or reset, DNS, timeouts
+            raise Transient(0, "ConnectionError", str(exc)) from exc
+        if response.status >= 400:
+            raise _error(response.status, response.reason or "", response.data.decode("utf-8", "replace"))
+        return json.loads(response.data) if response.data else None
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self._call("get", resource, "GET", resource.path(namespace, name))
+        except NotFound:
+            return None
+        return obj
+
+    def list(self, resource: Resource, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """Objects matching `labels` in a namespace (None: every namespace)."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        query = {"labelSelector": selector} if selector else None
+        result = self._call("list", resource, "GET", resource.path(namespace), query=query)
+        items: list[dict[str, Any]] = result.get("items", []) if result else []
+        return items
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        res, meta = resource_of(obj), obj["metadata"]
+        created: dict[str, Any] = self._call("create", res, "POST", res.path(meta["namespace"]), body=obj)
+        return created
+
+    def patch(self, resource: Resource, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        patched: dict[str, Any] = self._call(
+            "patch", resource, "PATCH", resource.path(namespace, name), body=patch,
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+        return patched
+
+    def patch_status(self, resource: Resource, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._call(
+            "patch", resource, "PATCH", resource.path(namespace, name, "status"), body={"status": status},
+            content_type="application/merge-patch+json", subresource="status",
+        )  # fmt: skip
+
+    def delete(self, resource: Resource, namespace: str, name: str) -> bool:
+        """Delete (children go with their owner: background propagation); False if already gone."""
+        try:
+            self._call(
+                "delete", resource, "DELETE", resource.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )  # fmt: skip
+        except NotFound:
+            return False
+        return True
+
+    def ensure(self, obj: dict[str, Any]) -> bool:
+        """Create `obj`, or patch it where the live object differs; True if anything was written.
+
+        Only the fields the builder sets are compared, so fields the server or other
+        controllers add (status, defaults, clusterIP) never cause a write.
+        """
+        res, meta = resource_of(obj), obj["metadata"]
+        live = self.get(res, meta["namespace"], meta["name"])
+        if live is None:
+            try:
+                self.create(obj)
+            except Conflict:
+                return False  # created meanwhile (a concurrent reconcile); the next pass compares
+            return True
+        if obj["kind"] == "Pod":
+            return False  # pods are immutable here: a changed pod means a gang restart, not a patch
+        desired = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")}
+        if contains(live, desired):
+            return False
+        self.patch(res, meta["namespace"], meta["name"], desired)
+        return True
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether every field of `desired` is in `live` with the same value (maps recursively)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(map(contains, live, desired))
+    return bool(live == desired) or (isinstance(desired, str) and str(live) == desired)
+
+
+def _error(status: int, reason: str, body: str) -> ApiError:
+    try:
+        message = json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        message = body
+    if status == 404:
+        return NotFound(status, reason, message)
+    if status == 409:
+        return Conflict(status, reason, message)
+    if status == 422:
+        return Invalid(status, reason, message)
+    if status in TRANSIENT_STATUS or status == 0:
+        return Transient(status, reason, message)
+    return ApiError(status, reason, message)
+
+
+def _default_client() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()

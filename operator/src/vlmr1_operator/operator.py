@@ -1,0 +1,132 @@
+"""`vlmr1 operator`: the kopf operator process.
+
+kopf watches GRPOJobs and the pods the operator made (handlers/), and a resync loop
+reconciles every job periodically, for what no watch event announces: a deadline or TTL
+coming due, and the trainer's progress. Replicas coordinate with kopf's peering: each
+takes a distinct priority (newest wins), kopf pauses the others' handlers, and the resync
+loop runs only in the replica whose priority is highest among live peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from vlmr1_operator import k8s
+from vlmr1_operator.handlers import grpojob
+from vlmr1_operator.metrics import OperatorMetrics
+from vlmr1_operator.settings import OperatorSettings
+
+log = logging.getLogger("vlmr1_operator")
+PEERING_NAME = "vlmr1"
+
+
+@dataclass
+class OperatorOptions:
+    namespaces: Sequence[str] = ()
+    """Namespaces to watch; empty watches the whole cluster."""
+    metrics_port: int | None = 8080
+    liveness_port: int | None = 8081
+    peering: bool = True
+    """Coordinate replicas through kopf.dev peering objects (standalone when False)."""
+    priority: int = field(default_factory=lambda: int(time.time() * 1000) * 1000 + random.randrange(1000))
+    """Distinct per replica: equal priorities would let two replicas act at once."""
+
+
+def is_leader(kube: k8s.Kube, options: OperatorOptions, identity: str) -> bool:
+    """Whether no live peer has a higher priority (kopf pauses our handlers otherwise)."""
+    if not options.peering:
+        return True
+    namespaces: Sequence[str | None] = options.namespaces or [None]
+    for namespace in namespaces:
+        resource = k8s.KOPF_PEERINGS if namespace else k8s.CLUSTER_KOPF_PEERINGS
+        peering = kube.get(resource, namespace, PEERING_NAME) or {}
+        now = datetime.now(UTC)
+        for peer_id, peer in (peering.get("status") or {}).items():
+            if peer_id == identity or not isinstance(peer, dict):
+                continue
+            seen = datetime.fromisoformat(str(peer.get("lastseen", "1970-01-01T00:00:00+00:00")))
+            alive = (now - seen).total_seconds() < float(peer.get("lifetime", 60))
+            if alive and int(peer.get("priority", 0)) > options.priority:
+                return False
+    return True
+
+
+def build_registry(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> Any:
+    registry = kopf.OperatorRegistry()
+    grpojob.register(registry, controller)
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.level = logging.INFO
+        settings.peering.name = PEERING_NAME
+        settings.peering.priority = options.priority
+        settings.peering.mandatory = options.peering
+        settings.execution.max_workers = 16
+        memo["resync"] = asyncio.create_task(resync_loop(controller, options, identity))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("resync")
+        if task is not None:
+            task.cancel()
+
+    return registry
+
+
+async def resync_loop(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> None:
+    interval = controller.settings.progress_poll_seconds
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            # Blocking API calls run in a thread: the event loop keeps serving kopf's watches.
+            await loop.run_in_executor(None, resync_once, controller, options, identity)
+        except k8s.ApiError as exc:
+            log.warning("resync failed, retrying in %s s: %s", interval, exc)
+
+
+def resync_once(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> None:
+    if not is_leader(controller.kube, options, identity):
+        return
+    namespaces: Sequence[str | None] = options.namespaces or [None]
+    for namespace in namespaces:
+        for body in controller.kube.list(k8s.GRPOJOBS, namespace, {}):
+            try:
+                controller.reconcile_body(body)
+            except (kopf.PermanentError, kopf.TemporaryError, k8s.ApiError) as exc:
+                log.info("resync of %s/%s: %s", namespace, body["metadata"]["name"], exc)
+
+
+def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> None:
+    """Run until interrupted (kopf handles SIGINT/SIGTERM)."""
+    settings = settings or OperatorSettings.from_env()
+    metrics = OperatorMetrics()
+    if options.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(options.metrics_port, registry=metrics.registry)
+    kube = k8s.Kube()
+    controller = grpojob.GRPOJobController(kube, settings, metrics)
+    identity = f"vlmr1-{os.uname().nodename}-{os.getpid()}"
+    registry = build_registry(controller, options, identity)
+    liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port is not None else None
+    kopf.run(
+        registry=registry,
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        standalone=not options.peering,
+        priority=options.priority,
+        peering_name=PEERING_NAME,
+        identity=kopf.Identity(identity) if hasattr(kopf, "Identity") else identity,  # type: ignore[arg-type]
+        liveness_endpoint=liveness,
+    )
