@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -92,11 +93,12 @@ def resource_of(obj: dict[str, Any]) -> Resource:
 class Kube:
     """JSON calls to the API server (sync: kopf runs sync handlers in its thread pool)."""
 
-    def __init__(self, api_client: Any = None) -> None:
+    def __init__(self, api_client: Any = None, on_call: Callable[[str, str], None] | None = None) -> None:
         if api_client is None:
             api_client = _default_client()
         self.api = api_client
         self.calls: Counter[tuple[str, str]] = Counter()
+        self.on_call = on_call
 
     @property
     def writes(self) -> int:
@@ -121,6 +123,8 @@ class Kube:
         if not allowed(resource.group, name, verb):
             raise PermissionError(f"{verb} {resource.group}/{name} is not in permissions.RULES")
         self.calls[(verb, name)] += 1
+        if self.on_call is not None:
+            self.on_call(verb, name)
         full = path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method_, url, headers_, body_, post = self.api.param_serialize(

@@ -26,6 +26,10 @@ class OperatorMetrics:
             f"{PREFIX}_reconcile_duration_seconds", "Time one reconcile took.", ["kind"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry,
         )  # fmt: skip
+        self.api_calls = Counter(
+            f"{PREFIX}_api_calls", "Calls to the API server by verb and resource.", ["verb", "resource"],
+            registry=self.registry,
+        )  # fmt: skip
         self.jobs = Gauge(f"{PREFIX}_grpojobs", "GRPOJobs by phase.", ["phase"], registry=self.registry)
         self._phases: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
@@ -35,6 +39,9 @@ class OperatorMetrics:
         if result == "error":
             self.errors.labels(kind=kind).inc()
         self.latency.labels(kind=kind).observe(seconds)
+
+    def api_call(self, verb: str, resource: str) -> None:
+        self.api_calls.labels(verb=verb, resource=resource).inc()
 
     def observe_phase(self, namespace: str, name: str, phase: str) -> None:
         with self._lock:

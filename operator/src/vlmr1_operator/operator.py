@@ -115,7 +115,7 @@ def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> N
         from prometheus_client import start_http_server
 
         start_http_server(options.metrics_port, registry=metrics.registry)
-    kube = k8s.Kube()
+    kube = k8s.Kube(on_call=metrics.api_call)
     controller = grpojob.GRPOJobController(kube, settings, metrics)
     identity = f"vlmr1-{os.uname().nodename}-{os.getpid()}"
     registry = build_registry(controller, options, identity)
