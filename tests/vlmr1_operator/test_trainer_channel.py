@@ -68,3 +68,10 @@ def test_fold_of_an_empty_report_changes_nothing() -> None:
 
 def test_garbage_is_not_progress() -> None:
     assert parse_metrics("# nothing here\nother_metric 1\n") == TrainerReport()
+
+
+def test_an_unchanged_trainer_leaves_status_unchanged() -> None:
+    report = parse_metrics(exported())
+    first = fold({"phase": "Running"}, report, NOW)
+    later = fold(first, report, NOW.replace(minute=5))
+    assert later == first, "re-reading the same progress must not change status (no write)"

@@ -86,7 +86,9 @@ def fold(status: dict[str, Any], report: TrainerReport, now: datetime, best_metr
     """A status with the report's progress and checkpoints merged in (checkpoints by step;
     the best by `best_metric`, ties to the newer, is marked and copied to bestCheckpoint)."""
     out = dict(status)
-    if report.progress:
+    old = {k: v for k, v in (status.get("progress") or {}).items() if k != "updatedAt"}
+    if report.progress and report.progress != old:
+        # Stamped only when the trainer moved on: an unchanged trainer must not cost a status write.
         out["progress"] = {**report.progress, "updatedAt": now.isoformat().replace("+00:00", "Z")}
     by_step = {c["step"]: dict(c) for c in status.get("checkpoints", [])}
     for checkpoint in report.checkpoints:
