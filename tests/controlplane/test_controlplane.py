@@ -1,4 +1,5 @@
-"""Proof that the control plane is a real API server: CRD validation, discovery, watches.
+"""Proof that the control plane is a real API server: CRD validation, discovery, watches;
+and that it starts with the CRDs installed and core objects in the simulated API.
 
 Uses the ``control_plane`` fixture (fixtures.py via conftest.py). Third-party: pytest.
 """
@@ -268,3 +269,18 @@ def test_kubectl_watch_delivers_event(cp: Any, tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_starts_with_the_project_and_kopf_crds(cp: Any) -> None:
+    names = cp.kubectl("get", "crds", "-o", "name").stdout
+    for crd in ("grpojobs.vlmr1.io", "vlmservices.vlmr1.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        assert f"customresourcedefinition.apiextensions.k8s.io/{crd}" in names
+
+
+def test_core_objects_live_in_the_simulated_api(cp: Any) -> None:
+    # The apiserver's own Service informer syncs against this list (its /readyz depends on it).
+    service = '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"clusterIP": "None"}}'
+    cp.kubectl("apply", "-f", "-", input=service)
+    assert cp.kubectl("get", "svc", "svc", "-o", "jsonpath={.spec.clusterIP}").stdout == "None"
+    cp.kubectl("delete", "svc", "svc")
+    assert "svc" not in cp.kubectl("get", "services", "-o", "name").stdout

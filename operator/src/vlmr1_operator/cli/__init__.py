@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vlmr1_operator.cli.validate",
     "vlmr1_operator.cli.crds",
     "vlmr1_operator.cli.operator",
+    "vlmr1_operator.cli.dev",
     "vlmr1_trainer.local",
     "vlmr1_trainer.cli",
     "vlmr1_trainer.cli_checkpoints",
