@@ -80,6 +80,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("vlmr1.io/v1alpha1", "GRPOJob"): Resource("vlmr1.io", "v1alpha1", "grpojobs"),
     ("vlmr1.io/v1alpha1", "VLMService"): Resource("vlmr1.io", "v1alpha1", "vlmservices"),
 }
+EVENTS = Resource("", "v1", "events")
 KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
 CLUSTER_KOPF_PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 PODS = RESOURCES[("v1", "Pod")]
@@ -189,6 +190,32 @@ class Kube:
         except NotFound:
             return False
         return True
+
+    def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str, now: str) -> None:
+        """A core/v1 Event about `owner` (what kubectl describe shows).
+
+        Posted here rather than with kopf.event, which needs kopf's context and so fails
+        from the resync thread.
+        """
+        meta = owner["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "vlmr1-operator"},
+            "reportingComponent": "vlmr1-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }  # fmt: skip
+        self._call("create", EVENTS, "POST", EVENTS.path(meta["namespace"]), body=event)
 
     def ensure(self, obj: dict[str, Any]) -> bool:
         """Create `obj`, or patch it where the live object differs; True if anything was written.

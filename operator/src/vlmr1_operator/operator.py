@@ -65,6 +65,11 @@ def build_registry(controller: grpojob.GRPOJobController, options: OperatorOptio
     registry = kopf.OperatorRegistry()
     grpojob.register(registry, controller)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own watches use the same credentials as k8s.Kube: the kubernetes client's.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.INFO
@@ -93,6 +98,8 @@ async def resync_loop(controller: grpojob.GRPOJobController, options: OperatorOp
             await loop.run_in_executor(None, resync_once, controller, options, identity)
         except k8s.ApiError as exc:
             log.warning("resync failed, retrying in %s s: %s", interval, exc)
+        except Exception:  # a bug in one pass must not end resyncing for good
+            log.exception("resync pass crashed; retrying in %s s", interval)
 
 
 def resync_once(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> None:
@@ -101,10 +108,11 @@ def resync_once(controller: grpojob.GRPOJobController, options: OperatorOptions,
     namespaces: Sequence[str | None] = options.namespaces or [None]
     for namespace in namespaces:
         for body in controller.kube.list(k8s.GRPOJOBS, namespace, {}):
+            meta = body["metadata"]
             try:
-                controller.reconcile_body(body)
+                controller.reconcile(meta["namespace"], meta["name"])
             except (kopf.PermanentError, kopf.TemporaryError, k8s.ApiError) as exc:
-                log.info("resync of %s/%s: %s", namespace, body["metadata"]["name"], exc)
+                log.info("resync of %s/%s: %s", meta["namespace"], meta["name"], exc)
 
 
 def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> None:

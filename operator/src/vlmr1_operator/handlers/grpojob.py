@@ -34,19 +34,24 @@ GROUP, VERSION = "vlmr1.io", "v1alpha1"
 
 
 class GRPOJobController:
-    """Reconciles GRPOJobs; the handlers and the resync loop call `reconcile_body`."""
+    """Reconciles GRPOJobs; the handlers and the resync loop call `reconcile`."""
 
     def __init__(self, kube: k8s.Kube, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
         self.kube, self.settings, self.metrics = kube, settings, metrics
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
-    def reconcile_body(self, body: dict[str, Any], now: datetime | None = None) -> None:
-        meta = body.get("metadata", {})
-        key = (meta.get("namespace", ""), meta.get("name", ""))
-        if meta.get("deletionTimestamp"):
-            return  # going away: garbage collection removes the children
+    def reconcile(self, namespace: str, name: str, now: datetime | None = None) -> None:
+        """Reconcile one job from its current state on the server.
+
+        The job is read afresh under the job's lock rather than taken from the event that
+        woke us: a queued watch event can carry an older status (say, before a gang
+        restart was recorded), and acting on it would undo newer decisions.
+        """
         started = time.perf_counter()
-        with self._locks[key]:
+        with self._locks[(namespace, name)]:
+            body = self.kube.get(k8s.GRPOJOBS, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return  # gone or going: garbage collection removes the children
             try:
                 self._reconcile(body, now or datetime.now(UTC))
                 self.metrics.reconciled("GRPOJob", "ok", time.perf_counter() - started)
@@ -55,7 +60,7 @@ class GRPOJobController:
                 raise
             except k8s.Transient as exc:
                 self.metrics.reconciled("GRPOJob", "error", time.perf_counter() - started)
-                raise kopf.TemporaryError(f"GRPOJob {key[0]}/{key[1]}: {exc}", delay=5) from exc
+                raise kopf.TemporaryError(f"GRPOJob {namespace}/{name}: {exc}", delay=5) from exc
             except k8s.ApiError:
                 self.metrics.reconciled("GRPOJob", "error", time.perf_counter() - started)
                 raise
@@ -78,7 +83,7 @@ class GRPOJobController:
                 status = progress.fold(status, report, now)
         self._write_status(body, status)
         for event in plan.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+            self._event(body, event.type, event.reason, event.message, now)
         self.metrics.observe_phase(namespace, name, status.get("phase", "Pending"))
         if plan.delete_job:
             log.info("deleting GRPOJob %s/%s: ttlSecondsAfterFinished passed", namespace, name)
@@ -104,8 +109,15 @@ class GRPOJobController:
             status.update(phase="Failed", observedGeneration=body["metadata"].get("generation"))
             status["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
             self._write_status(body, status)
-            kopf.event(body, type="Warning", reason="InvalidSpec", message=message)  # type: ignore[arg-type]
+            self._event(body, "Warning", "InvalidSpec", message, now)
         raise kopf.PermanentError(message)
+
+    def _event(self, body: dict[str, Any], type_: str, reason: str, message: str, now: datetime) -> None:
+        stamp = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+        try:
+            self.kube.post_event(body, type_, reason, message, stamp)
+        except k8s.ApiError as exc:  # an event lost is not worth failing the reconcile for
+            log.warning("could not post event %s on %s: %s", reason, body["metadata"]["name"], exc)
 
     def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         """Patch status only when it changed (a no-op reconcile writes nothing)."""
@@ -165,7 +177,7 @@ def register(registry: kopf.OperatorRegistry, controller: GRPOJobController) -> 
         if event.get("type") == "DELETED":
             controller.metrics.forget(body["metadata"].get("namespace", ""), body["metadata"].get("name", ""))
             return
-        controller.reconcile_body(dict(body))
+        controller.reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
 
     @kopf.on.event(
         "", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_JOB: kopf.PRESENT},
@@ -173,8 +185,6 @@ def register(registry: kopf.OperatorRegistry, controller: GRPOJobController) -> 
     )  # fmt: skip
     def pod_event(**kwargs: Any) -> None:
         meta = kwargs["body"].get("metadata", {})
-        job = controller.kube.get(k8s.GRPOJOBS, meta.get("namespace", ""), meta.get("labels", {}).get(LABEL_JOB, ""))
-        if job is not None:
-            # An invalid job is reported on the job itself; a pod event is not the place to fail.
-            with contextlib.suppress(kopf.PermanentError):
-                controller.reconcile_body(job)
+        # An invalid job is reported on the job itself; a pod event is not the place to fail.
+        with contextlib.suppress(kopf.PermanentError):
+            controller.reconcile(meta.get("namespace", ""), meta.get("labels", {}).get(LABEL_JOB, ""))

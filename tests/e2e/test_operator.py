@@ -1,0 +1,349 @@
+"""The real operator process (`vlmr1 operator`) against the local control plane.
+
+GRPOJobs live on the real apiextensions-apiserver; pods, services, config maps and events
+on the simulated core API behind the front proxy. The tests play the kubelet by patching
+pod status, and play the trainer with a small HTTP server that serves the metrics rank 0
+would (pods' podIP is set to 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from vlmr1_operator.api.grpojob import GRPOJob
+from vlmr1_operator.builders import build_grpojob
+from vlmr1_operator.settings import OperatorSettings
+from vlmr1_trainer.progress.metrics import ProgressMetrics
+from vlmr1_trainer.progress.record import record_from_logs
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "e2e"
+DIGEST = "sha256:" + "d" * 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+class FakeTrainer:
+    """Serves the Prometheus text a trainer's rank 0 would, with settable progress."""
+
+    def __init__(self) -> None:
+        self.metrics = ProgressMetrics()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = generate_latest(outer.metrics.registry)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def report(self, step: int, reward: float) -> None:
+        logs = {"reward": reward, "reward_std": 0.1}
+        self.metrics.update(record_from_logs(logs, step=step, max_steps=100, timestamp=time.time()))
+
+
+class Operator:
+    """A `vlmr1 operator` subprocess that a test can restart."""
+
+    def __init__(self, kubeconfig: str, trainer_port: int, log: Path) -> None:
+        self.kubeconfig, self.trainer_port, self.log = kubeconfig, trainer_port, log
+        self.metrics_port, self.liveness_port = free_port(), free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "VLMR1_OPERATOR_PROGRESS_POLL_SECONDS": "1",
+            "VLMR1_OPERATOR_TRAINER_METRICS_PORT": str(self.trainer_port),
+        }
+        argv = [sys.executable, "-m", "vlmr1_operator.cli", "operator", "--namespace", NS, "--standalone",
+                "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port)]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_for("the operator's liveness endpoint", self.alive, timeout=60)
+
+    def alive(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def metric(self, name: str, **labels: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            sample = line.startswith((name + "{", name + " "))
+            if sample and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def writes(self) -> float:
+        return sum(self.metric("vlmr1_operator_api_calls_total", verb=v) for v in ("create", "patch", "delete"))
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane: Any) -> Any:
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        control_plane.kubectl("apply", "--server-side", "-f", str(crd))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/grpojobs.vlmr1.io")
+    control_plane.kubectl("create", "namespace", NS, check=False)
+    return control_plane
+
+
+@pytest.fixture(scope="module")
+def trainer() -> Iterator[FakeTrainer]:
+    fake = FakeTrainer()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Any, trainer: FakeTrainer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    op = Operator(str(cluster.kubeconfig), trainer.port, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    yield op
+    op.stop()
+    if os.environ.get("VLMR1_SHOW_OPERATOR_LOG"):
+        print(op.log.read_text())
+
+
+def job_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "examples" / "grpojob-rec-local.yaml").read_text())
+    data["metadata"] = {"name": name, "namespace": NS}
+    data["spec"]["resources"] = {"accelerator": "cpu", "nodes": 2, "processesPerNode": 1}
+    data["spec"]["training"]["perDeviceBatchSize"] = 4
+    data["spec"].update(spec)
+    return data
+
+
+def apply(cluster: Any, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(manifest))
+
+
+def get(cluster: Any, kind: str, name: str = "", selector: str = "") -> Any:
+    args = ["get", kind, "-n", NS, "-o", "json"]
+    if name:
+        args.insert(2, name)
+    if selector:
+        args += ["-l", selector]
+    result = cluster.kubectl(*args, check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def job_status(cluster: Any, name: str) -> dict[str, Any]:
+    obj = get(cluster, "grpojob", name)
+    return (obj or {}).get("status") or {}
+
+
+def job_pods(cluster: Any, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get(cluster, "pods", selector=f"vlmr1.io/job-name={name}")["items"]
+    return items
+
+
+def set_pod_phase(cluster: Any, pod: str, phase: str) -> None:
+    status = {"phase": phase, "podIP": "127.0.0.1"}
+    cluster.kubectl("patch", "pod", pod, "-n", NS, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": status}))  # fmt: skip
+
+
+def run_all(cluster: Any, name: str) -> None:
+    pods = wait_for(f"{name}'s pods", lambda: len(job_pods(cluster, name)) == 2 and job_pods(cluster, name))
+    for pod in pods:
+        set_pod_phase(cluster, pod["metadata"]["name"], "Running")
+    wait_for(f"{name} Running", lambda: job_status(cluster, name).get("phase") == "Running")
+
+
+def test_create_makes_exactly_what_the_builders_say(cluster: Any, operator: Operator) -> None:
+    manifest = job_manifest("create")
+    apply(cluster, manifest)
+    wait_for("two pods", lambda: len(job_pods(cluster, "create")) == 2)
+    live_job = get(cluster, "grpojob", "create")
+    expected = build_grpojob(
+        GRPOJob.model_validate(live_job), OperatorSettings(trainer_metrics_port=operator.trainer_port)
+    )
+    for want in expected:
+        live = get(cluster, want["kind"].lower(), want["metadata"]["name"])
+        assert live is not None, f"{want['kind']} {want['metadata']['name']} missing"
+        for key in ("labels", "ownerReferences"):
+            assert live["metadata"][key] == want["metadata"][key], (want["kind"], key)
+        for key in ("spec", "data"):
+            if key in want and want["kind"] != "Service":
+                assert {k: live[key][k] for k in want[key]} == want[key], (want["kind"], key)
+    assert wait_for("status", lambda: job_status(cluster, "create").get("phase")) == "Pending"
+
+
+def test_a_no_op_reconcile_writes_nothing(cluster: Any, operator: Operator) -> None:
+    """The job from the test above is settled (its pods pending); waking its handler writes nothing."""
+    wait_for("create settled", lambda: job_status(cluster, "create").get("phase") == "Pending")
+    before = operator.writes()
+    reconciles = operator.metric("vlmr1_operator_reconciles_total", kind="GRPOJob")
+    cluster.kubectl("annotate", "grpojob", "create", "-n", NS, "touched=1")  # a metadata-only change
+    wait_for(
+        "two more reconciles",
+        lambda: operator.metric("vlmr1_operator_reconciles_total", kind="GRPOJob") >= reconciles + 2,
+    )
+    assert operator.writes() == before
+
+
+def test_running_progress_and_printer_columns(cluster: Any, operator: Operator, trainer: FakeTrainer) -> None:
+    apply(cluster, job_manifest("progress"))
+    run_all(cluster, "progress")
+    trainer.report(step=7, reward=0.625)
+    trainer.metrics.checkpoint_saved(5, "pvc://c/progress/checkpoint-5", DIGEST, {"reward": 0.5})
+    status = wait_for(
+        "progress in status", lambda: (s := job_status(cluster, "progress")).get("progress", {}).get("step") == 7 and s
+    )
+    assert status["progress"]["rewardMean"] == 0.625
+    assert status["checkpoints"][0]["digest"] == DIGEST and status["bestCheckpoint"]["step"] == 5
+    row = cluster.kubectl("get", "grpojob", "progress", "-n", NS, "--no-headers").stdout.split()
+    assert row[:4] == ["progress", "Running", "7", "0.625"]
+
+
+def test_pod_failure_restarts_the_gang_then_backoff_fails(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("fails", runPolicy={"backoffLimit": 1}))
+    run_all(cluster, "fails")
+    old = {p["metadata"]["uid"] for p in job_pods(cluster, "fails")}
+    set_pod_phase(cluster, "fails-node-1", "Failed")
+    wait_for("restart counted", lambda: job_status(cluster, "fails").get("restarts") == 1)
+    pods = wait_for("a new gang", lambda: (ps := job_pods(cluster, "fails")) and len(ps) == 2
+                    and not ({p["metadata"]["uid"] for p in ps} & old) and ps)  # fmt: skip
+    assert {p["metadata"]["labels"]["vlmr1.io/restart"] for p in pods} == {"1"}
+    run_all(cluster, "fails")
+    set_pod_phase(cluster, "fails-node-0", "Failed")
+    wait_for("Failed", lambda: job_status(cluster, "fails").get("phase") == "Failed")
+    reasons = {c["type"]: c["reason"] for c in job_status(cluster, "fails")["conditions"] if c["status"] == "True"}
+    assert reasons == {"Failed": "BackoffLimitExceeded"}
+    wait_for("pods deleted", lambda: job_pods(cluster, "fails") == [])
+
+
+def test_suspend_and_resume(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("pause"))
+    run_all(cluster, "pause")
+    cluster.kubectl(
+        "patch", "grpojob", "pause", "-n", NS, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":true}}}'
+    )
+    wait_for("Suspended", lambda: job_status(cluster, "pause").get("phase") == "Suspended")
+    wait_for("pods gone", lambda: job_pods(cluster, "pause") == [])
+    assert get(cluster, "configmap", "pause-config") is not None
+    cluster.kubectl(
+        "patch", "grpojob", "pause", "-n", NS, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":false}}}'
+    )
+    wait_for("pods back", lambda: len(job_pods(cluster, "pause")) == 2)
+
+
+def test_master_success_finishes_the_job(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("done"))
+    run_all(cluster, "done")
+    set_pod_phase(cluster, "done-node-0", "Succeeded")
+    wait_for("Succeeded", lambda: job_status(cluster, "done").get("phase") == "Succeeded")
+    assert job_status(cluster, "done").get("completionTime")
+
+
+def test_delete_takes_the_children(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("gone"))
+    wait_for("pods", lambda: len(job_pods(cluster, "gone")) == 2)
+    cluster.kubectl("delete", "grpojob", "gone", "-n", NS)
+    wait_for("pods gone", lambda: job_pods(cluster, "gone") == [])
+    wait_for("config map gone", lambda: get(cluster, "configmap", "gone-config") is None)
+
+
+def test_invalid_spec_fails_with_a_condition_and_no_children(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("badreward", rewards=[{"name": "no_such_reward"}]))
+    status = wait_for("Invalid", lambda: (s := job_status(cluster, "badreward")).get("phase") == "Failed" and s)
+    invalid = next(c for c in status["conditions"] if c["type"] == "Invalid")
+    assert "spec.rewards[0].name: unknown reward 'no_such_reward'" in invalid["message"]
+    assert "GRPOJob e2e/badreward is invalid" in invalid["message"]
+    assert job_pods(cluster, "badreward") == []
+    events = get(cluster, "events")["items"]
+    assert any(e.get("reason") == "InvalidSpec" and e.get("type") == "Warning" for e in events)
+    assert operator.alive()
+
+
+def test_operator_restart_makes_no_duplicates(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("survive"))
+    run_all(cluster, "survive")
+    uids = sorted(p["metadata"]["uid"] for p in job_pods(cluster, "survive"))
+    operator.stop()
+    operator.start()
+    reconciles = operator.metric("vlmr1_operator_reconciles_total", kind="GRPOJob")
+    wait_for(
+        "reconciles after restart",
+        lambda: operator.metric("vlmr1_operator_reconciles_total", kind="GRPOJob") > reconciles,
+    )
+    assert sorted(p["metadata"]["uid"] for p in job_pods(cluster, "survive")) == uids
+    services = get(cluster, "services", selector="vlmr1.io/job-name=survive")["items"]
+    assert len(services) == 2
+
+
+def test_fifty_jobs_at_once(cluster: Any, operator: Operator) -> None:
+    manifests = [job_manifest(f"many-{i}") for i in range(50)]
+    cluster.kubectl("apply", "--validate=false", "-f", "-", input="\n---\n".join(yaml.safe_dump(m) for m in manifests))
+
+    def all_pending() -> bool:
+        items = get(cluster, "grpojobs")["items"]
+        ready = [
+            j
+            for j in items
+            if j["metadata"]["name"].startswith("many-") and (j.get("status") or {}).get("phase") == "Pending"
+        ]
+        return len(ready) == 50
+
+    wait_for("50 jobs reconciled", all_pending, timeout=120)
+    pods = get(cluster, "pods", selector="app.kubernetes.io/managed-by=vlmr1-operator")["items"]
+    assert sum(p["metadata"]["labels"]["vlmr1.io/job-name"].startswith("many-") for p in pods) == 100
+
+
+def test_operator_metrics(cluster: Any, operator: Operator) -> None:
+    assert operator.metric("vlmr1_operator_reconciles_total", kind="GRPOJob", result="ok") > 0
+    assert operator.metric("vlmr1_operator_grpojobs", phase="Running") >= 0
+    assert operator.metric("vlmr1_operator_reconcile_duration_seconds_count", kind="GRPOJob") > 0
