@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from vlmr1_operator.cli import build_parser
-from vlmr1_operator.operator import PEERING_NAME
-from vlmr1_operator.settings import ENV_PREFIX, OperatorSettings
+from vlmr1_operator.settings import ENV_PREFIX, PEERING_NAME, OperatorSettings
 
 from .conftest import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Helm, env_of, of_kind, one
 

@@ -83,8 +83,11 @@ class FakeTrainer:
 class Operator:
     """A `vlmr1 operator` subprocess that a test can restart."""
 
-    def __init__(self, kubeconfig: str, trainer_port: int, log: Path) -> None:
+    def __init__(
+        self, kubeconfig: str, trainer_port: int, log: Path, namespace: str = NS, peering: bool = False
+    ) -> None:
         self.kubeconfig, self.trainer_port, self.log = kubeconfig, trainer_port, log
+        self.namespace, self.peering = namespace, peering
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -95,8 +98,10 @@ class Operator:
             "VLMR1_OPERATOR_PROGRESS_POLL_SECONDS": "1",
             "VLMR1_OPERATOR_TRAINER_METRICS_PORT": str(self.trainer_port),
         }
-        argv = [sys.executable, "-m", "vlmr1_operator.cli", "operator", "--namespace", NS, "--standalone",
+        argv = [sys.executable, "-m", "vlmr1_operator.cli", "operator", "--namespace", self.namespace,
                 "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port)]  # fmt: skip
+        if not self.peering:
+            argv.append("--standalone")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_for("the operator's liveness endpoint", self.alive, timeout=60)
@@ -347,3 +352,36 @@ def test_operator_metrics(cluster: Any, operator: Operator) -> None:
     assert operator.metric("vlmr1_operator_reconciles_total", kind="GRPOJob", result="ok") > 0
     assert operator.metric("vlmr1_operator_grpojobs", phase="Running") >= 0
     assert operator.metric("vlmr1_operator_reconcile_duration_seconds_count", kind="GRPOJob") > 0
+
+
+def test_two_replicas_never_both_act(cluster: Any, trainer: FakeTrainer, tmp_path: Path) -> None:
+    """With kopf peering, the newer replica (higher priority) acts and the older one pauses."""
+    ns = "peer"
+    cluster.kubectl("create", "namespace", ns, check=False)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "vlmr1", "namespace": ns}}
+    cluster.kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(peering))
+    older = Operator(str(cluster.kubeconfig), trainer.port, tmp_path / "older.log", namespace=ns, peering=True)
+    newer = Operator(str(cluster.kubeconfig), trainer.port, tmp_path / "newer.log", namespace=ns, peering=True)
+    older.start()
+    try:
+        newer.start()
+        try:
+            # Both are registered in the peering object before the job appears.
+            wait_for("two peers", lambda: len((get_peering(cluster, ns) or {}).get("status") or {}) == 2)
+            manifest = job_manifest("peered")
+            manifest["metadata"]["namespace"] = ns
+            apply(cluster, manifest)
+            wait_for("the job reconciled", lambda: newer.metric("vlmr1_operator_reconciles_total", kind="GRPOJob") > 0)
+            pods = cluster.kubectl("get", "pods", "-n", ns, "-o", "json").stdout
+            assert len(json.loads(pods)["items"]) == 2
+            assert older.metric("vlmr1_operator_reconciles_total", kind="GRPOJob") == 0
+            assert older.writes() == 0
+        finally:
+            newer.stop()
+    finally:
+        older.stop()
+
+
+def get_peering(cluster: Any, ns: str) -> Any:
+    result = cluster.kubectl("get", "kopfpeering", "vlmr1", "-n", ns, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None

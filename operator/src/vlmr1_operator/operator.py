@@ -24,10 +24,9 @@ import kopf
 from vlmr1_operator import k8s
 from vlmr1_operator.handlers import grpojob
 from vlmr1_operator.metrics import OperatorMetrics
-from vlmr1_operator.settings import OperatorSettings
+from vlmr1_operator.settings import PEERING_NAME, OperatorSettings
 
 log = logging.getLogger("vlmr1_operator")
-PEERING_NAME = "vlmr1"
 
 
 @dataclass
@@ -59,6 +58,19 @@ def is_leader(kube: k8s.Kube, options: OperatorOptions, identity: str) -> bool:
             if alive and int(peer.get("priority", 0)) > options.priority:
                 return False
     return True
+
+
+def require_peering_objects(kube: k8s.Kube, options: OperatorOptions) -> None:
+    """kopf never creates peering objects and would wait silently without them: fail clearly."""
+    namespaces: Sequence[str | None] = options.namespaces or [None]
+    for namespace in namespaces:
+        resource = k8s.KOPF_PEERINGS if namespace else k8s.CLUSTER_KOPF_PEERINGS
+        if kube.get(resource, namespace, PEERING_NAME) is None:
+            kind = f"KopfPeering {namespace}/{PEERING_NAME}" if namespace else f"ClusterKopfPeering {PEERING_NAME}"
+            raise SystemExit(
+                f"{kind} does not exist: replicas coordinate through it. The Helm chart creates it; create it "
+                "yourself (apiVersion kopf.dev/v1, no spec needed) or run a single replica with --standalone"
+            )
 
 
 def build_registry(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> Any:
@@ -124,6 +136,8 @@ def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> N
 
         start_http_server(options.metrics_port, registry=metrics.registry)
     kube = k8s.Kube(on_call=metrics.api_call)
+    if options.peering:
+        require_peering_objects(kube, options)
     controller = grpojob.GRPOJobController(kube, settings, metrics)
     identity = f"vlmr1-{os.uname().nodename}-{os.getpid()}"
     registry = build_registry(controller, options, identity)

@@ -17,6 +17,10 @@ from vlmr1_trainer.apimodel import ApiModel
 
 ENV_PREFIX = "VLMR1_OPERATOR_"
 
+#: Name of the kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace)
+#: the operator's replicas coordinate through; the chart and `vlmr1 dev cluster` create it.
+PEERING_NAME = "vlmr1"
+
 DEFAULT_TRAINER_IMAGES: dict[Accelerator, str] = {
     "nvidia": "vlmr1/trainer:0.1.0-cuda",
     "ascend": "vlmr1/trainer:0.1.0-ascend",

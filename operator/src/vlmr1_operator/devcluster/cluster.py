@@ -39,6 +39,7 @@ from vlmr1_operator.devcluster.processes import (
     stop_process,
     wait_until,
 )
+from vlmr1_operator.settings import PEERING_NAME
 
 # Admission plugins that need core APIs (namespaces, webhooks, policies) we do not have.
 DISABLED_ADMISSION = (
@@ -208,6 +209,7 @@ class ControlPlane:
         wait_until("proxy /apis", lambda: http_ok(f"{self.server_url}/apis"), self.start_timeout, procs)
         if self.install_crds:
             crd_install.install(self.server_url, crd_install.all_crds(), timeout=self.start_timeout)
+            crd_install.create_cluster_peering(self.server_url, PEERING_NAME)
 
     # -- clients ------------------------------------------------------------
 

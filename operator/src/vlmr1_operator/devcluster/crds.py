@@ -99,3 +99,11 @@ def _established(server_url: str, crd: dict[str, Any]) -> bool:
     status, resources = _request("GET", f"{server_url}/apis/{spec['group']}/{version}")
     # Discovery is published by a controller shortly after Established.
     return status == 200 and any(r["name"] == spec["names"]["plural"] for r in (resources or {}).get("resources", []))
+
+
+def create_cluster_peering(server_url: str, name: str) -> None:
+    """The ClusterKopfPeering a clusterwide operator coordinates through (the chart makes it too)."""
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    status, answer = _request("POST", f"{server_url}/apis/kopf.dev/v1/clusterkopfpeerings", body)
+    if status >= 300 and status != 409:
+        raise ControlPlaneError(f"creating ClusterKopfPeering {name} failed ({status}): {answer}")
