@@ -13,9 +13,17 @@ from collections.abc import Mapping
 from pydantic import Field
 
 from vlmr1_operator.api.common import Accelerator
+from vlmr1_operator.api.vlmservice import Engine
 from vlmr1_trainer.apimodel import ApiModel
 
 ENV_PREFIX = "VLMR1_OPERATOR_"
+
+DEFAULT_SERVING_IMAGES: dict[Engine, str] = {
+    "vllm": "vlmr1/serving:0.1.0-vllm",
+    "xllm": "vlmr1/serving:0.1.0-xllm",
+    "vllm-ascend": "vlmr1/serving:0.1.0-vllm-ascend",
+    "transformers": "vlmr1/serving:0.1.0-transformers",
+}
 
 #: Name of the kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace)
 #: the operator's replicas coordinate through; the chart and `vlmr1 dev cluster` create it.
@@ -33,6 +41,12 @@ class OperatorSettings(ApiModel):
 
     trainer_images: dict[Accelerator, str] = Field(default_factory=lambda: dict(DEFAULT_TRAINER_IMAGES))
     """Trainer image per accelerator, used when a GRPOJob names none."""
+
+    serving_images: dict[Engine, str] = Field(default_factory=lambda: dict(DEFAULT_SERVING_IMAGES))
+    """Serving image per engine, used when a VLMService names none."""
+
+    serving_metrics_port: int = Field(default=9500, ge=1, le=65535)
+    """Port of the serving image's uniform metrics endpoint (vlmr1_serving_*)."""
 
     image_pull_policy: str = "IfNotPresent"
     """Pull policy of the generated containers."""

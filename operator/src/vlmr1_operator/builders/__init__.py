@@ -5,5 +5,6 @@ tests pin it for every example.
 """
 
 from vlmr1_operator.builders.grpojob import build_grpojob
+from vlmr1_operator.builders.vlmservice import build_vlmservice
 
-__all__ = ["build_grpojob"]
+__all__ = ["build_grpojob", "build_vlmservice"]

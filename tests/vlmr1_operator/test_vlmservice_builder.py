@@ -1,0 +1,101 @@
+"""VLMService builder: golden YAML for every example, and the serving contract.
+
+Regenerate golden files after an intended change with
+    VLMR1_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/vlmr1_operator/test_vlmservice_builder.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vlmr1_operator.api.manifest import load_manifest
+from vlmr1_operator.api.vlmservice import VLMService
+from vlmr1_operator.builders import build_vlmservice
+from vlmr1_operator.builders.common import to_yaml
+from vlmr1_operator.builders.vlmservice import endpoint
+from vlmr1_operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+SERVICES = sorted((REPO / "examples").glob("vlmservice-*.yaml"))
+RESOLVED = {"uri": "pvc://vlmr1-checkpoints/rec-dev/checkpoint-40", "digest": "sha256:" + "e" * 64}
+
+
+def load(path: Path, **spec: Any) -> VLMService:
+    svc = load_manifest(path, VLMService)
+    assert isinstance(svc, VLMService)
+    data = svc.model_dump(by_alias=True, exclude_none=True)
+    data["metadata"]["uid"] = f"uid-{svc.metadata.name}"
+    if "fromJob" in data["spec"]["model"]:  # the operator resolves a job reference before building
+        data["spec"]["model"] = {k: v for k, v in data["spec"]["model"].items() if k != "fromJob"} | RESOLVED
+    data["spec"].update(spec)
+    return VLMService.model_validate(data)
+
+
+def kind(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == name)
+
+
+@pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
+def test_golden(path: Path) -> None:
+    rendered = to_yaml(build_vlmservice(load(path), OperatorSettings()))
+    golden = GOLDEN / path.name
+    if os.environ.get("VLMR1_UPDATE_GOLDEN") == "1":
+        golden.write_text(rendered)
+    assert golden.is_file(), f"no golden file for {path.name}; run with VLMR1_UPDATE_GOLDEN=1"
+    assert rendered == golden.read_text()
+
+
+@pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
+def test_zero_downtime_rollout_pinned_to_the_digest(path: Path) -> None:
+    svc = load(path)
+    deployment = kind(build_vlmservice(svc, OperatorSettings()), "Deployment")
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["vlmr1.io/model-digest"] == svc.spec.model.digest
+    other = load(path, model={**svc.spec.model.to_yaml_dict(), "digest": "sha256:" + "f" * 64})
+    other_template = kind(build_vlmservice(other, OperatorSettings()), "Deployment")["spec"]["template"]
+    assert other_template != deployment["spec"]["template"], "a new digest must change the pod template (a rollout)"
+
+
+def test_accelerator_resources_and_probes() -> None:
+    vllm = kind(build_vlmservice(load(REPO / "examples" / "vlmservice-vllm.yaml"), OperatorSettings()), "Deployment")
+    container = vllm["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1800
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert vllm["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    xllm = kind(
+        build_vlmservice(load(REPO / "examples" / "vlmservice-xllm-ascend.yaml"), OperatorSettings()), "Deployment"
+    )
+    xc = xllm["spec"]["template"]["spec"]["containers"][0]
+    assert xc["resources"]["limits"]["huawei.com/Ascend910"] == "1"
+    assert "runAsNonRoot" not in xllm["spec"]["template"]["spec"]["securityContext"]
+    assert xllm["spec"]["replicas"] == 2  # replicas.min when no count is set
+    cpu = kind(build_vlmservice(load(REPO / "examples" / "vlmservice-dev-cpu.yaml"), OperatorSettings()), "Deployment")
+    limits = cpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "2", "memory": "8Gi"}
+
+
+def test_spec_config_map_is_what_the_serving_image_reads() -> None:
+    svc = load(REPO / "examples" / "vlmservice-vllm.yaml")
+    cm = kind(build_vlmservice(svc, OperatorSettings()), "ConfigMap")
+    assert yaml.safe_load(cm["data"]["vlmservice.yaml"]) == svc.spec.to_yaml_dict()
+
+
+def test_unresolved_job_reference_is_refused() -> None:
+    svc = load_manifest(REPO / "examples" / "vlmservice-dev-cpu.yaml", VLMService)
+    assert isinstance(svc, VLMService)
+    with pytest.raises(ValueError, match=r"resolve model\.fromJob"):
+        build_vlmservice(svc, OperatorSettings())
+
+
+def test_scale_count_sets_replicas_and_endpoint() -> None:
+    svc = load(REPO / "examples" / "vlmservice-vllm.yaml", replicas={"min": 1, "max": 4, "count": 3})
+    assert kind(build_vlmservice(svc, OperatorSettings()), "Deployment")["spec"]["replicas"] == 3
+    assert endpoint(svc) == "http://rec-qwen25vl-3b.default.svc:8000/v1"
