@@ -73,6 +73,25 @@ def _named_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
 
 
+#: Extended resource name of each accelerator's devices (none on cpu).
+DEVICE_RESOURCE = {"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
+
+
+def container_resources(
+    cpu: str | int | None, memory: str | int | None, accelerator: str, devices: int
+) -> dict[str, Any]:
+    """Requests equal to limits (Guaranteed QoS: a training gang or a serving replica is
+    never the first evicted), with the accelerator's devices."""
+    amounts: dict[str, str] = {}
+    if cpu is not None:
+        amounts["cpu"] = quantity(cpu)
+    if memory is not None:
+        amounts["memory"] = quantity(memory)
+    if devices and accelerator in DEVICE_RESOURCE:
+        amounts[DEVICE_RESOURCE[accelerator]] = str(devices)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
 def quantity(value: str | int) -> str:
     """Quantities as strings, as the API server returns them (so a re-read compares equal)."""
     return str(value)

@@ -22,6 +22,7 @@ from vlmr1_operator.builders.common import (
     LABEL_RESTART,
     LABEL_ROLE,
     Manifest,
+    container_resources,
     labels,
     merge,
     metadata,
@@ -36,9 +37,6 @@ SCRATCH = "/var/lib/vlmr1"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 #: Hash of the spec a pod was built from: a running gang with another hash is restarted.
 SPEC_HASH_ANNOTATION = "vlmr1.io/spec-hash"
-
-#: Extended resource name of each accelerator (none on cpu).
-DEVICE_RESOURCE = {"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
 
 #: Collective-communication settings per accelerator. Async error handling makes a
 #: rank whose peer died fail fast, so the gang restart starts at once instead of
@@ -138,7 +136,7 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
             {"name": "rendezvous", "containerPort": settings.master_port},
             {"name": "metrics", "containerPort": settings.trainer_metrics_port},
         ],
-        "resources": _resources(job),
+        "resources": container_resources(res.cpu, res.memory, res.accelerator, res.resolved_devices_per_node),
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -205,20 +203,6 @@ def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, r
         ref = {"name": secrets.hub_token.name, "key": secrets.hub_token.key}
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
     return env
-
-
-def _resources(job: GRPOJob) -> dict[str, Any]:
-    res = job.spec.resources
-    amounts: dict[str, str] = {}
-    if res.cpu is not None:
-        amounts["cpu"] = quantity(res.cpu)
-    if res.memory is not None:
-        amounts["memory"] = quantity(res.memory)
-    devices = res.resolved_devices_per_node
-    if devices:
-        amounts[DEVICE_RESOURCE[res.accelerator]] = str(devices)
-    # Requests equal limits: a training gang should be Guaranteed QoS, never evicted first.
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
 def pvc_claims(job: GRPOJob) -> dict[str, bool]:

@@ -13,8 +13,14 @@ from typing import Any
 import yaml
 
 from vlmr1_operator.api.vlmservice import VLMService
-from vlmr1_operator.builders.common import Manifest, labels, metadata, owner_reference, quantity
-from vlmr1_operator.builders.grpojob import DEVICE_RESOURCE
+from vlmr1_operator.builders.common import (
+    Manifest,
+    container_resources,
+    labels,
+    metadata,
+    owner_reference,
+    quantity,
+)
 from vlmr1_operator.settings import OperatorSettings
 
 CONTAINER = "engine"
@@ -97,7 +103,7 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
             {"name": "http", "containerPort": spec.port},
             {"name": "metrics", "containerPort": settings.serving_metrics_port},
         ],
-        "resources": _resources(svc),
+        "resources": container_resources(res.cpu, res.memory, res.accelerator, res.devices_per_replica),
         "volumeMounts": mounts,
         # Loading a large model takes minutes: the startup probe allows for it, then the
         # readiness probe takes over (a replica gets traffic only once it serves).
@@ -135,18 +141,6 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
             },
         },
     }
-
-
-def _resources(svc: VLMService) -> dict[str, Any]:
-    res = svc.spec.resources
-    amounts: dict[str, str] = {}
-    if res.cpu is not None:
-        amounts["cpu"] = quantity(res.cpu)
-    if res.memory is not None:
-        amounts["memory"] = quantity(res.memory)
-    if res.accelerator != "cpu" and res.devices_per_replica:
-        amounts[DEVICE_RESOURCE[res.accelerator]] = str(res.devices_per_replica)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
 def build_service(svc: VLMService, settings: OperatorSettings) -> Manifest:
