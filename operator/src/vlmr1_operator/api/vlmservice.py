@@ -159,7 +159,8 @@ class AutoscalingSpec(ApiModel):
     """Generated tokens per second one replica should carry."""
 
     scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600)
-    """Scale up to the highest recommendation of this window (0: react at once)."""
+    """Scale up only as far as the lowest recommendation of this window, so load must last this
+    long to add replicas (0: react at once), as the Kubernetes HPA does."""
 
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400)
     """Scale down only to the highest recommendation of this window, so bursts do not flap."""
