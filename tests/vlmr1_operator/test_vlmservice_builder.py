@@ -75,7 +75,8 @@ def test_accelerator_resources_and_probes() -> None:
     )
     xc = xllm["spec"]["template"]["spec"]["containers"][0]
     assert xc["resources"]["limits"]["huawei.com/Ascend910"] == "1"
-    assert "runAsNonRoot" not in xllm["spec"]["template"]["spec"]["securityContext"]
+    security = xllm["spec"]["template"]["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True and security["supplementalGroups"] == [1000]
     assert xllm["spec"]["replicas"] == 2  # replicas.min when no count is set
     cpu = kind(build_vlmservice(load(REPO / "examples" / "vlmservice-dev-cpu.yaml"), OperatorSettings()), "Deployment")
     limits = cpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]

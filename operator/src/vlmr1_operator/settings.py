@@ -69,6 +69,9 @@ class OperatorSettings(ApiModel):
     extra_reward_names: list[str] = Field(default_factory=list)
     """Reward names a custom trainer image registers beyond vlmr1's own (accepted in specs)."""
 
+    ascend_driver_gid: int = Field(default=1000, ge=0)
+    """Group of the Ascend driver's device files (HwHiAiUser); serving pods on Ascend join it."""
+
     run_as_user: int = Field(default=1000, ge=1)
     """UID the generated pods run as (non-root)."""
 

@@ -29,10 +29,6 @@ SCRATCH = "/var/lib/vlmr1"
 LABEL_SERVICE = "vlmr1.io/service-name"
 DIGEST_ANNOTATION = "vlmr1.io/model-digest"
 
-#: Engines whose images drive accelerator devices as root (Ascend's driver files are
-#: root-owned); the others run as the operator's non-root user.
-ROOT_ENGINES = frozenset({"xllm", "vllm-ascend"})
-
 #: Seconds a replica may take to load its model before the startup probe gives up.
 MODEL_LOAD_ALLOWANCE = 1800
 PROBE_PERIOD = 10
@@ -93,6 +89,8 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "vlmr1_serving", "--spec", f"{settings.config_path}/{SPEC_FILE}"],
         "env": [
+            # The served model name defaults to the VLMService's name (the spec does not repeat it).
+            {"name": "VLMR1_SERVICE_NAME", "value": name},
             {"name": "VLMR1_PVC_ROOT", "value": settings.pvc_root},
             {"name": "VLMR1_CACHE_DIR", "value": f"{SCRATCH}/cache"},
             {"name": "HF_HOME", "value": f"{SCRATCH}/hf"},
@@ -110,12 +108,17 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
         "startupProbe": {**health, "failureThreshold": MODEL_LOAD_ALLOWANCE // PROBE_PERIOD},
         "readinessProbe": {**health, "failureThreshold": 3},
         "livenessProbe": {**health, "failureThreshold": 6},
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    pod_security: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
-    if spec.engine.name not in ROOT_ENGINES:
-        container["securityContext"]["capabilities"] = {"drop": ["ALL"]}
-        pod_security |= {"runAsNonRoot": True, "runAsUser": settings.run_as_user, "fsGroup": settings.run_as_user}
+    pod_security: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "fsGroup": settings.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if res.accelerator == "ascend":
+        # The Ascend driver's device files belong to its HwHiAiUser group: join it, stay non-root.
+        pod_security["supplementalGroups"] = [settings.ascend_driver_gid]
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
