@@ -385,3 +385,72 @@ def test_two_replicas_never_both_act(cluster: Any, trainer: FakeTrainer, tmp_pat
 def get_peering(cluster: Any, ns: str) -> Any:
     result = cluster.kubectl("get", "kopfpeering", "vlmr1", "-n", ns, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def service_manifest(name: str, model: dict[str, Any]) -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "examples" / "vlmservice-dev-cpu.yaml").read_text())
+    data["metadata"] = {"name": name, "namespace": NS}
+    data["spec"]["model"] = model
+    return data
+
+
+def test_vlmservice_serves_a_pinned_digest_and_rolls_on_a_new_one(cluster: Any, operator: Operator) -> None:
+    apply(cluster, service_manifest("svc", {"uri": "pvc://ckpt/run/checkpoint-4", "digest": DIGEST}))
+    deployment = wait_for("the Deployment", lambda: get(cluster, "deployment", "svc"))
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["vlmr1.io/model-digest"] == DIGEST
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    for kind in ("service", "poddisruptionbudget", "configmap"):
+        assert get(cluster, kind, "svc" if kind != "configmap" else "svc-spec") is not None, kind
+    status = wait_for(
+        "status", lambda: (s := get(cluster, "vlmservice", "svc").get("status") or {}).get("endpoint") and s
+    )
+    assert status["endpoint"] == "http://svc.e2e.svc:8000/v1"
+    assert (status["modelDigest"], status["phase"]) == (DIGEST, "Progressing")
+    # Play the Deployment controller and kubelet: one ready replica serving the digest.
+    cluster.kubectl("patch", "deployment", "svc", "-n", NS, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"replicas": 1, "readyReplicas": 1}}))  # fmt: skip
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "svc-abc", "namespace": NS, "labels": {"vlmr1.io/service-name": "svc"},
+                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
+        "spec": {"containers": [{"name": "engine", "image": "x"}]},
+    }  # fmt: skip
+    apply(cluster, pod)
+    ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    cluster.kubectl(
+        "patch", "pod", "svc-abc", "-n", NS, "--subresource=status", "--type=merge", "-p", json.dumps(ready)
+    )
+    status = wait_for("Ready", lambda: (s := get(cluster, "vlmservice", "svc")["status"]).get("phase") == "Ready" and s)
+    assert status["servedDigests"] == [{"digest": DIGEST, "replicas": 1}]
+    row = cluster.kubectl("get", "vlms", "svc", "-n", NS, "--no-headers").stdout.split()
+    assert row[:3] == ["svc", "1", "1"]
+    # Promotion: a new digest changes the pod template (a rolling update); the old replica still counts.
+    new = "sha256:" + "9" * 64
+    apply(cluster, service_manifest("svc", {"uri": "pvc://ckpt/run/checkpoint-8", "digest": new}))
+    wait_for("the rollout", lambda: get(cluster, "deployment", "svc")["spec"]["template"]["metadata"]["annotations"]
+             ["vlmr1.io/model-digest"] == new)  # fmt: skip
+    status = wait_for(
+        "Progressing", lambda: (s := get(cluster, "vlmservice", "svc")["status"]).get("modelDigest") == new and s
+    )
+    assert status["phase"] == "Progressing"
+    assert status["servedDigests"] == [{"digest": DIGEST, "replicas": 1}]
+
+
+def test_vlmservice_from_a_job_waits_for_its_best_checkpoint(cluster: Any, operator: Operator) -> None:
+    apply(cluster, job_manifest("trained", runPolicy={"suspend": True}))
+    apply(cluster, service_manifest("fromjob", {"fromJob": {"name": "trained", "checkpoint": "best"}}))
+    status = wait_for(
+        "Pending", lambda: (s := (get(cluster, "vlmservice", "fromjob") or {}).get("status") or {}).get("phase") and s
+    )
+    assert status["phase"] == "Pending"
+    resolved = next(c for c in status["conditions"] if c["type"] == "ModelResolved")
+    assert resolved["status"] == "False" and "has no 'best' checkpoint" in resolved["message"]
+    assert get(cluster, "deployment", "fromjob") is None
+    checkpoints = [
+        {"uri": "pvc://c/trained/checkpoint-2", "step": 2, "digest": DIGEST, "metrics": {"reward": 0.9}, "best": True},
+        {"uri": "pvc://c/trained/checkpoint-4", "step": 4, "digest": "sha256:" + "4" * 64, "metrics": {"reward": 0.1}},
+    ]
+    cluster.kubectl("patch", "grpojob", "trained", "-n", NS, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"checkpoints": checkpoints}}))  # fmt: skip
+    deployment = wait_for("the Deployment", lambda: get(cluster, "deployment", "fromjob"), timeout=30)
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["vlmr1.io/model-digest"] == DIGEST

@@ -86,6 +86,14 @@ ClusterRole; with watchNamespaces they go into a Role in each watched namespace.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Run a VLMService's engine replicas.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Keep a VLMService serving through node drains.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Gang scheduling with Volcano.
 - apiGroups: ["scheduling.volcano.sh"]
   resources: ["podgroups"]

@@ -11,10 +11,18 @@ Status = Literal["True", "False", "Unknown"]
 
 
 def set_condition(
-    conditions: list[Condition], type_: str, status: Status, reason: str, message: str, now: datetime
+    conditions: list[Condition],
+    type_: str,
+    status: Status,
+    reason: str,
+    message: str,
+    now: datetime,
+    *,
+    report_false: bool = False,
 ) -> None:
-    """Set a condition in place. lastTransitionTime changes only when status does; a
-    condition that never held is not added as False (absent means it never happened)."""
+    """Set a condition in place. lastTransitionTime changes only when status does. A phase
+    condition that never held is not added as False (absent means it never happened);
+    `report_false` adds it anyway, for conditions whose False says something (ModelResolved)."""
     for i, current in enumerate(conditions):
         if current.type != type_:
             continue
@@ -29,7 +37,7 @@ def set_condition(
             last_transition_time=now if moved else current.last_transition_time,
         )
         return
-    if status == "True":
+    if status == "True" or report_false:
         conditions.append(
             Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=now)
         )

@@ -76,6 +76,8 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("v1", "Pod"): Resource("", "v1", "pods"),
     ("v1", "Service"): Resource("", "v1", "services"),
     ("v1", "ConfigMap"): Resource("", "v1", "configmaps"),
+    ("apps/v1", "Deployment"): Resource("apps", "v1", "deployments"),
+    ("policy/v1", "PodDisruptionBudget"): Resource("policy", "v1", "poddisruptionbudgets"),
     ("scheduling.volcano.sh/v1beta1", "PodGroup"): Resource("scheduling.volcano.sh", "v1beta1", "podgroups"),
     ("vlmr1.io/v1alpha1", "GRPOJob"): Resource("vlmr1.io", "v1alpha1", "grpojobs"),
     ("vlmr1.io/v1alpha1", "VLMService"): Resource("vlmr1.io", "v1alpha1", "vlmservices"),
@@ -84,6 +86,8 @@ EVENTS = Resource("", "v1", "events")
 KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
 CLUSTER_KOPF_PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 PODS = RESOURCES[("v1", "Pod")]
+DEPLOYMENTS = RESOURCES[("apps/v1", "Deployment")]
+VLMSERVICES = RESOURCES[("vlmr1.io/v1alpha1", "VLMService")]
 GRPOJOBS = RESOURCES[("vlmr1.io/v1alpha1", "GRPOJob")]
 
 

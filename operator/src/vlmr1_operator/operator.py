@@ -22,7 +22,8 @@ from typing import Any
 import kopf
 
 from vlmr1_operator import k8s
-from vlmr1_operator.handlers import grpojob
+from vlmr1_operator.handlers import grpojob, vlmservice
+from vlmr1_operator.handlers.base import Controller
 from vlmr1_operator.metrics import OperatorMetrics
 from vlmr1_operator.settings import PEERING_NAME, OperatorSettings
 
@@ -73,9 +74,13 @@ def require_peering_objects(kube: k8s.Kube, options: OperatorOptions) -> None:
             )
 
 
-def build_registry(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> Any:
+def build_registry(controllers: Sequence[Controller], options: OperatorOptions, identity: str) -> Any:
     registry = kopf.OperatorRegistry()
-    grpojob.register(registry, controller)
+    for controller in controllers:
+        if isinstance(controller, grpojob.GRPOJobController):
+            grpojob.register(registry, controller)
+        elif isinstance(controller, vlmservice.VLMServiceController):
+            vlmservice.register(registry, controller)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -89,7 +94,7 @@ def build_registry(controller: grpojob.GRPOJobController, options: OperatorOptio
         settings.peering.priority = options.priority
         settings.peering.mandatory = options.peering
         settings.execution.max_workers = 16
-        memo["resync"] = asyncio.create_task(resync_loop(controller, options, identity))
+        memo["resync"] = asyncio.create_task(resync_loop(controllers, options, identity))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
@@ -100,31 +105,32 @@ def build_registry(controller: grpojob.GRPOJobController, options: OperatorOptio
     return registry
 
 
-async def resync_loop(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> None:
-    interval = controller.settings.progress_poll_seconds
+async def resync_loop(controllers: Sequence[Controller], options: OperatorOptions, identity: str) -> None:
+    interval = controllers[0].settings.progress_poll_seconds
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
         try:
             # Blocking API calls run in a thread: the event loop keeps serving kopf's watches.
-            await loop.run_in_executor(None, resync_once, controller, options, identity)
+            await loop.run_in_executor(None, resync_once, controllers, options, identity)
         except k8s.ApiError as exc:
             log.warning("resync failed, retrying in %s s: %s", interval, exc)
         except Exception:  # a bug in one pass must not end resyncing for good
             log.exception("resync pass crashed; retrying in %s s", interval)
 
 
-def resync_once(controller: grpojob.GRPOJobController, options: OperatorOptions, identity: str) -> None:
-    if not is_leader(controller.kube, options, identity):
+def resync_once(controllers: Sequence[Controller], options: OperatorOptions, identity: str) -> None:
+    if not is_leader(controllers[0].kube, options, identity):
         return
     namespaces: Sequence[str | None] = options.namespaces or [None]
-    for namespace in namespaces:
-        for body in controller.kube.list(k8s.GRPOJOBS, namespace, {}):
-            meta = body["metadata"]
-            try:
-                controller.reconcile(meta["namespace"], meta["name"])
-            except (kopf.PermanentError, kopf.TemporaryError, k8s.ApiError) as exc:
-                log.info("resync of %s/%s: %s", meta["namespace"], meta["name"], exc)
+    for controller in controllers:
+        for namespace in namespaces:
+            for body in controller.kube.list(controller.RESOURCE, namespace, {}):
+                meta = body["metadata"]
+                try:
+                    controller.reconcile(meta["namespace"], meta["name"])
+                except (kopf.PermanentError, kopf.TemporaryError, k8s.ApiError) as exc:
+                    log.info("resync of %s %s/%s: %s", controller.KIND, meta["namespace"], meta["name"], exc)
 
 
 def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> None:
@@ -138,9 +144,12 @@ def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> N
     kube = k8s.Kube(on_call=metrics.api_call)
     if options.peering:
         require_peering_objects(kube, options)
-    controller = grpojob.GRPOJobController(kube, settings, metrics)
+    controllers: list[Controller] = [
+        grpojob.GRPOJobController(kube, settings, metrics),
+        vlmservice.VLMServiceController(kube, settings, metrics),
+    ]
     identity = f"vlmr1-{os.uname().nodename}-{os.getpid()}"
-    registry = build_registry(controller, options, identity)
+    registry = build_registry(controllers, options, identity)
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port is not None else None
     kopf.run(
         registry=registry,

@@ -43,6 +43,18 @@ RULES: tuple[Rule, ...] = (
     Rule("", ("services", "configmaps"), ("get", "list", "watch", "create", "patch", "delete"), "gang DNS; config"),
     Rule("", ("events",), ("create", "patch"), "report transitions and invalid specs as Events"),
     Rule(
+        "apps",
+        ("deployments",),
+        ("get", "list", "watch", "create", "patch", "delete"),
+        "run a VLMService's engine replicas",
+    ),
+    Rule(
+        "policy",
+        ("poddisruptionbudgets",),
+        ("get", "list", "watch", "create", "patch", "delete"),
+        "keep a VLMService serving through node drains",
+    ),
+    Rule(
         "scheduling.volcano.sh",
         ("podgroups",),
         ("get", "list", "watch", "create", "patch", "delete"),

@@ -54,6 +54,12 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType(
+        "apps", "v1", "deployments", "Deployment", short_names=("deploy",), status_subresource=True, categories=("all",)
+    ),
+    ResourceType(
+        "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",), status_subresource=True
+    ),
+    ResourceType(
         "scheduling.volcano.sh",
         "v1beta1",
         "podgroups",
