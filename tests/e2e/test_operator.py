@@ -80,13 +80,43 @@ class FakeTrainer:
         self.metrics.update(record_from_logs(logs, step=step, max_steps=100, timestamp=time.time()))
 
 
+class FakeEngine:
+    """Serves the serving image's uniform metrics; the token counter grows at `rate` tokens/s."""
+
+    def __init__(self) -> None:
+        self.rate, self.base, self.since = 0.0, 0.0, time.monotonic()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = f"# TYPE vlmr1_serving_generation_tokens_total counter\n" \
+                       f"vlmr1_serving_generation_tokens_total {outer.tokens()}\n".encode()  # fmt: skip
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def tokens(self) -> float:
+        return self.base + self.rate * (time.monotonic() - self.since)
+
+    def set_rate(self, rate: float) -> None:
+        self.base, self.since, self.rate = self.tokens(), time.monotonic(), rate
+
+
 class Operator:
     """A `vlmr1 operator` subprocess that a test can restart."""
 
     def __init__(
-        self, kubeconfig: str, trainer_port: int, log: Path, namespace: str = NS, peering: bool = False
-    ) -> None:
-        self.kubeconfig, self.trainer_port, self.log = kubeconfig, trainer_port, log
+        self, kubeconfig: str, trainer_port: int, log: Path, namespace: str = NS, peering: bool = False,
+        engine_port: int = 9500,
+    ) -> None:  # fmt: skip
+        self.kubeconfig, self.trainer_port, self.log, self.engine_port = kubeconfig, trainer_port, log, engine_port
         self.namespace, self.peering = namespace, peering
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -97,6 +127,7 @@ class Operator:
             "KUBECONFIG": self.kubeconfig,
             "VLMR1_OPERATOR_PROGRESS_POLL_SECONDS": "1",
             "VLMR1_OPERATOR_TRAINER_METRICS_PORT": str(self.trainer_port),
+            "VLMR1_OPERATOR_SERVING_METRICS_PORT": str(self.engine_port),
         }
         argv = [sys.executable, "-m", "vlmr1_operator.cli", "operator", "--namespace", self.namespace,
                 "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port)]  # fmt: skip
@@ -153,8 +184,18 @@ def trainer() -> Iterator[FakeTrainer]:
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Any, trainer: FakeTrainer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    op = Operator(str(cluster.kubeconfig), trainer.port, tmp_path_factory.mktemp("operator") / "operator.log")
+def engine() -> Iterator[FakeEngine]:
+    fake = FakeEngine()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Any, trainer: FakeTrainer, engine: FakeEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    op = Operator(str(cluster.kubeconfig), trainer.port, log, engine_port=engine.port)
     op.start()
     yield op
     op.stop()
@@ -454,3 +495,34 @@ def test_vlmservice_from_a_job_waits_for_its_best_checkpoint(cluster: Any, opera
                     "-p", json.dumps({"status": {"checkpoints": checkpoints}}))  # fmt: skip
     deployment = wait_for("the Deployment", lambda: get(cluster, "deployment", "fromjob"), timeout=30)
     assert deployment["spec"]["template"]["metadata"]["annotations"]["vlmr1.io/model-digest"] == DIGEST
+
+
+def test_vlmservice_scales_on_measured_tokens(cluster: Any, operator: Operator, engine: FakeEngine) -> None:
+    manifest = service_manifest("busy", {"uri": "pvc://ckpt/run/checkpoint-4", "digest": DIGEST})
+    manifest["spec"]["replicas"] = {"min": 1, "max": 4}
+    manifest["spec"]["autoscaling"] = {"targetTokensPerSecondPerReplica": 100, "evaluationPeriodSeconds": 1,
+                                       "scaleDownStabilizationSeconds": 3}  # fmt: skip
+    apply(cluster, manifest)
+    wait_for("the Deployment", lambda: get(cluster, "deployment", "busy"))
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "busy-1", "namespace": NS, "labels": {"vlmr1.io/service-name": "busy"},
+                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
+        "spec": {"containers": [{"name": "engine", "image": "x"}]},
+    }  # fmt: skip
+    apply(cluster, pod)
+    ready = {"status": {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}
+    cluster.kubectl("patch", "pod", "busy-1", "-n", NS, "--subresource=status", "--type=merge", "-p", json.dumps(ready))
+    engine.set_rate(350.0)  # 3.5 replicas' worth at 100 tokens/s each
+    wait_for("scale up to 4", lambda: get(cluster, "vlmservice", "busy")["spec"]["replicas"].get("count") == 4)
+    assert get(cluster, "deployment", "busy")["spec"]["replicas"] == 4 or wait_for(
+        "the Deployment follows", lambda: get(cluster, "deployment", "busy")["spec"]["replicas"] == 4
+    )
+    status = get(cluster, "vlmservice", "busy")["status"]
+    assert status["throughput"]["tokensPerSecond"] > 300 and status["lastScaleTime"]
+    engine.set_rate(0.0)
+    wait_for("scale down to 1", lambda: get(cluster, "vlmservice", "busy")["spec"]["replicas"].get("count") == 1,
+             timeout=45)  # fmt: skip
+    scaled = [e for e in get(cluster, "events")["items"] if e.get("reason") == "Scaled"
+              and e["involvedObject"]["name"] == "busy"]  # fmt: skip
+    assert len(scaled) >= 2

@@ -74,6 +74,10 @@ ClusterRole; with watchNamespaces they go into a Role in each watched namespace.
 - apiGroups: ["vlmr1.io"]
   resources: ["grpojobs"]
   verbs: ["delete"]
+# The autoscaler sets a VLMService's replica count.
+- apiGroups: ["vlmr1.io"]
+  resources: ["vlmservices/scale"]
+  verbs: ["patch"]
 # Run the training gang; restart it.
 - apiGroups: [""]
   resources: ["pods"]

@@ -178,6 +178,13 @@ class Kube:
         )  # fmt: skip
         return patched
 
+    def scale(self, resource: Resource, namespace: str, name: str, replicas: int) -> None:
+        """Set the desired replicas through the scale subresource (what kubectl scale does)."""
+        self._call(
+            "patch", resource, "PATCH", resource.path(namespace, name, "scale"), body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json", subresource="scale",
+        )  # fmt: skip
+
     def patch_status(self, resource: Resource, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._call(
             "patch", resource, "PATCH", resource.path(namespace, name, "status"), body={"status": status},

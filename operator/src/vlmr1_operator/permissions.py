@@ -39,6 +39,7 @@ RULES: tuple[Rule, ...] = (
         "write phase, conditions, progress and checkpoints",
     ),
     Rule("vlmr1.io", ("grpojobs",), ("delete",), "delete finished jobs after runPolicy.ttlSecondsAfterFinished"),
+    Rule("vlmr1.io", ("vlmservices/scale",), ("patch",), "the autoscaler sets a VLMService's replica count"),
     Rule("", ("pods",), ("get", "list", "watch", "create", "delete"), "run the training gang; restart it"),
     Rule("", ("services", "configmaps"), ("get", "list", "watch", "create", "patch", "delete"), "gang DNS; config"),
     Rule("", ("events",), ("create", "patch"), "report transitions and invalid specs as Events"),

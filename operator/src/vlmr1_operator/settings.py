@@ -14,6 +14,7 @@ from pydantic import Field
 
 from vlmr1_operator.api.common import Accelerator
 from vlmr1_operator.api.vlmservice import Engine
+from vlmr1_operator.throughput import DEFAULT_TOKENS_QUERY, DEFAULT_WAITING_QUERY
 from vlmr1_trainer.apimodel import ApiModel
 
 ENV_PREFIX = "VLMR1_OPERATOR_"
@@ -47,6 +48,12 @@ class OperatorSettings(ApiModel):
 
     serving_metrics_port: int = Field(default=9500, ge=1, le=65535)
     """Port of the serving image's uniform metrics endpoint (vlmr1_serving_*)."""
+
+    prometheus_tokens_query: str = DEFAULT_TOKENS_QUERY
+    """PromQL for a VLMService's generated tokens/s ({namespace} and {service} filled in)."""
+
+    prometheus_waiting_query: str = DEFAULT_WAITING_QUERY
+    """PromQL for a VLMService's queued requests ({namespace} and {service} filled in)."""
 
     image_pull_policy: str = "IfNotPresent"
     """Pull policy of the generated containers."""

@@ -20,10 +20,12 @@ import kopf
 from vlmr1_operator import k8s
 from vlmr1_operator.api.common import Condition
 from vlmr1_operator.api.vlmservice import VLMService
+from vlmr1_operator.autoscaler import Observation, Policy, State, decide
 from vlmr1_operator.builders import build_vlmservice
 from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE, endpoint
 from vlmr1_operator.conditions import set_condition
 from vlmr1_operator.handlers.base import Controller, owned_by
+from vlmr1_operator.throughput import Load, RateTracker, prometheus_load, scrape_pod
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = "vlmr1.io", "v1alpha1"
@@ -32,6 +34,14 @@ GROUP, VERSION = "vlmr1.io", "v1alpha1"
 class VLMServiceController(Controller):
     KIND = "VLMService"
     RESOURCE = k8s.VLMSERVICES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per service: token-counter readings and the autoscaler's window of recommendations.
+        # Kept in memory: a restarted operator starts a fresh window (the autoscaler then
+        # treats the past as the current count, so a restart changes nothing at once).
+        self._rates: dict[tuple[str, str], RateTracker] = {}
+        self._scaling: dict[tuple[str, str], tuple[State, float]] = {}
 
     def _reconcile(self, body: dict[str, Any], now: datetime) -> None:
         svc = self.parse(body, now, lambda data: (VLMService.model_validate(data), ""))
@@ -77,7 +87,58 @@ class VLMServiceController(Controller):
         if target:
             uri = resolved.spec.model.uri if resolved is not None else ""
             status.update(modelDigest=target, model=f"{uri}@{target[:19]}" if uri else status.get("model"))
+        if svc.spec.autoscaling is not None and deployment:
+            # The ready pods measured are the replicas that carry the load.
+            self._autoscale(body, svc, pods, len(pods), status, now)
         self.write_status(body, {k: v for k, v in status.items() if v is not None})
+
+    def _autoscale(
+        self, body: dict[str, Any], svc: VLMService, pods: list[dict[str, Any]], ready: int,
+        status: dict[str, Any], now: datetime,
+    ) -> None:  # fmt: skip
+        """Measure the load once per evaluation period and set replicas.count when the
+        autoscaler's decision differs (through the scale subresource, as kubectl scale)."""
+        assert svc.spec.autoscaling is not None
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        state, last = self._scaling.get(key, (State(), 0.0))
+        t = now.timestamp()
+        if t - last < svc.spec.autoscaling.evaluation_period_seconds:
+            return
+        load = self._measure(key, svc, pods, t)
+        if load is None:
+            return
+        current = svc.spec.replicas.count if svc.spec.replicas.count is not None else svc.spec.replicas.min
+        status["throughput"] = {
+            "tokensPerSecond": round(load.tokens_per_second, 3),
+            "tokensPerSecondPerReplica": round(load.tokens_per_second / max(ready, 1), 3),
+            "waitingRequests": load.waiting_requests,
+            "measuredAt": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        policy = Policy.from_spec(svc.spec.autoscaling, svc.spec.replicas)
+        observation = Observation(t, current, load.tokens_per_second, load.waiting_requests, ready_replicas=ready)
+        decision = decide(policy, state, observation)
+        self._scaling[key] = (decision.state, t)
+        if decision.replicas != current:
+            self.kube.scale(k8s.VLMSERVICES, key[0], key[1], decision.replicas)
+            status["lastScaleTime"] = status["throughput"]["measuredAt"]
+            message = f"{current} -> {decision.replicas} replicas: {decision.reason}"
+            self.event(body, "Normal", "Scaled", message, now)
+
+    def _measure(self, key: tuple[str, str], svc: VLMService, pods: list[dict[str, Any]], t: float) -> Load | None:
+        assert svc.spec.autoscaling is not None
+        prometheus = svc.spec.autoscaling.metrics_source.prometheus
+        if prometheus is not None:
+            return prometheus_load(
+                prometheus.url, key[0], key[1], self.settings.prometheus_tokens_query,
+                self.settings.prometheus_waiting_query,
+            )  # fmt: skip
+        samples = {}
+        for pod in pods:
+            ip = (pod.get("status") or {}).get("podIP")
+            sample = scrape_pod(ip, self.settings.serving_metrics_port) if ip else None
+            if sample is not None:
+                samples[pod["metadata"]["uid"]] = sample
+        return self._rates.setdefault(key, RateTracker()).update(t, samples)
 
     def _resolve(self, svc: VLMService) -> tuple[VLMService | None, str]:
         """The service with model.uri and digest set (a job reference resolved), or why not."""
