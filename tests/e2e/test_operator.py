@@ -34,6 +34,9 @@ from vlmr1_trainer.progress.record import record_from_logs
 REPO = Path(__file__).resolve().parents[2]
 NS = "e2e"
 DIGEST = "sha256:" + "d" * 64
+PROMETHEUS_TOKENS_QUERY = (
+    'sum(rate(vlmr1_serving_generation_tokens_total{namespace="{namespace}",service_name="{service}"}[5s]))'
+)
 
 
 def free_port() -> int:
@@ -128,6 +131,9 @@ class Operator:
             "VLMR1_OPERATOR_PROGRESS_POLL_SECONDS": "1",
             "VLMR1_OPERATOR_TRAINER_METRICS_PORT": str(self.trainer_port),
             "VLMR1_OPERATOR_SERVING_METRICS_PORT": str(self.engine_port),
+            # A short rate window: the test's series are seconds old, and rate() over the
+            # default 1m window would underestimate them (the query is a setting for this).
+            "VLMR1_OPERATOR_PROMETHEUS_TOKENS_QUERY": PROMETHEUS_TOKENS_QUERY,
         }
         argv = [sys.executable, "-m", "vlmr1_operator.cli", "operator", "--namespace", self.namespace,
                 "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port)]  # fmt: skip
@@ -432,6 +438,8 @@ def service_manifest(name: str, model: dict[str, Any]) -> dict[str, Any]:
     data = yaml.safe_load((REPO / "examples" / "vlmservice-dev-cpu.yaml").read_text())
     data["metadata"] = {"name": name, "namespace": NS}
     data["spec"]["model"] = model
+    data["spec"]["replicas"] = {"min": 1, "max": 1}
+    data["spec"].pop("autoscaling", None)
     return data
 
 
@@ -526,3 +534,82 @@ def test_vlmservice_scales_on_measured_tokens(cluster: Any, operator: Operator, 
     scaled = [e for e in get(cluster, "events")["items"] if e.get("reason") == "Scaled"
               and e["involvedObject"]["name"] == "busy"]  # fmt: skip
     assert len(scaled) >= 2
+
+
+@pytest.fixture(scope="module")
+def prometheus(engine: FakeEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's Prometheus on 127.0.0.1, scraping the fake engine every second as a serving pod
+    of service `promsvc` in namespace e2e (the labels the operator's default query selects)."""
+    if os.environ.get("VLMR1_SKIP_PROMETHEUS") == "1":
+        pytest.skip("VLMR1_SKIP_PROMETHEUS=1: the Prometheus test is skipped on request")
+    binary = subprocess.run(
+        ["bash", str(REPO / "tests" / "tools" / "install-prometheus.sh")], capture_output=True, text=True, timeout=600
+    )
+    assert binary.returncode == 0, f"cannot install Prometheus:\n{binary.stderr}"
+    work = tmp_path_factory.mktemp("prometheus")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{
+            "job_name": "serving",
+            "static_configs": [{"targets": [f"127.0.0.1:{engine.port}"],
+                                "labels": {"namespace": NS, "service_name": "promsvc"}}],
+        }],
+    }  # fmt: skip
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    with (work / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary.stdout.strip(), f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_for("Prometheus ready", ready, timeout=60)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_vlmservice_scales_on_prometheus(cluster: Any, operator: Operator, engine: FakeEngine, prometheus: str) -> None:
+    """A real Prometheus scrapes the engine's token counter; the operator reads the rate from it."""
+    manifest = service_manifest("promsvc", {"uri": "pvc://ckpt/run/checkpoint-4", "digest": DIGEST})
+    manifest["spec"]["replicas"] = {"min": 1, "max": 4}
+    manifest["spec"]["autoscaling"] = {
+        "targetTokensPerSecondPerReplica": 100, "evaluationPeriodSeconds": 1, "scaleDownStabilizationSeconds": 3,
+        "metricsSource": {"prometheus": {"url": prometheus}},
+    }  # fmt: skip
+    apply(cluster, manifest)
+    wait_for("the Deployment", lambda: get(cluster, "deployment", "promsvc"))
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "promsvc-1", "namespace": NS, "labels": {"vlmr1.io/service-name": "promsvc"},
+                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
+        "spec": {"containers": [{"name": "engine", "image": "x"}]},
+    }  # fmt: skip
+    apply(cluster, pod)
+    ready = {"status": {"phase": "Running", "podIP": "127.0.0.2", "conditions": [{"type": "Ready", "status": "True"}]}}
+    cluster.kubectl(
+        "patch", "pod", "promsvc-1", "-n", NS, "--subresource=status", "--type=merge", "-p", json.dumps(ready)
+    )
+    engine.set_rate(350.0)
+    wait_for(
+        "scale up to 4 from Prometheus's rate",
+        lambda: get(cluster, "vlmservice", "promsvc")["spec"]["replicas"].get("count") == 4,
+        timeout=60,
+    )
+    throughput = get(cluster, "vlmservice", "promsvc")["status"]["throughput"]
+    assert 250 < throughput["tokensPerSecond"] < 450
+    engine.set_rate(0.0)
+    wait_for(
+        "back down to 1 once the rate drops",
+        lambda: get(cluster, "vlmservice", "promsvc")["spec"]["replicas"].get("count") == 1,
+        timeout=60,
+    )

@@ -23,7 +23,6 @@ from vlmr1_operator.settings import OperatorSettings
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 SERVICES = sorted((REPO / "examples").glob("vlmservice-*.yaml"))
-RESOLVED = {"uri": "pvc://vlmr1-checkpoints/rec-dev/checkpoint-40", "digest": "sha256:" + "e" * 64}
 
 
 def load(path: Path, **spec: Any) -> VLMService:
@@ -31,8 +30,6 @@ def load(path: Path, **spec: Any) -> VLMService:
     assert isinstance(svc, VLMService)
     data = svc.model_dump(by_alias=True, exclude_none=True)
     data["metadata"]["uid"] = f"uid-{svc.metadata.name}"
-    if "fromJob" in data["spec"]["model"]:  # the operator resolves a job reference before building
-        data["spec"]["model"] = {k: v for k, v in data["spec"]["model"].items() if k != "fromJob"} | RESOLVED
     data["spec"].update(spec)
     return VLMService.model_validate(data)
 
@@ -90,8 +87,7 @@ def test_spec_config_map_is_what_the_serving_image_reads() -> None:
 
 
 def test_unresolved_job_reference_is_refused() -> None:
-    svc = load_manifest(REPO / "examples" / "vlmservice-dev-cpu.yaml", VLMService)
-    assert isinstance(svc, VLMService)
+    svc = load(REPO / "examples" / "vlmservice-dev-cpu.yaml", model={"fromJob": {"name": "rec-shapes-tiny-local"}})
     with pytest.raises(ValueError, match=r"resolve model\.fromJob"):
         build_vlmservice(svc, OperatorSettings())
 

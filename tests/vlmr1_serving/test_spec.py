@@ -44,8 +44,11 @@ def test_spec_alone_without_name_needs_one(tmp_path: Path) -> None:
     assert load_spec(path, name="cli", environ={"VLMR1_SERVICE_NAME": "svc"}).served_name == "cli"
 
 
-def test_from_job_must_be_resolved() -> None:
-    path = REPO / "examples" / "vlmservice-dev-cpu.yaml"
+def test_from_job_must_be_resolved(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "examples" / "vlmservice-dev-cpu.yaml").read_text())
+    data["spec"]["model"] = {"fromJob": {"name": "rec-qwen25vl-3b", "checkpoint": "best"}}
+    path = tmp_path / "from-job.yaml"
+    path.write_text(yaml.safe_dump(data))
     with pytest.raises(SpecError, match=r"fromJob rec-qwen25vl-3b/best\) is not resolved"):
         load_spec(path, environ={})
     served = load_spec(path, environ={"VLMR1_MODEL_URI": "/ckpt/checkpoint-3", "VLMR1_MODEL_DIGEST": DIGEST})
