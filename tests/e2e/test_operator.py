@@ -28,6 +28,7 @@ from prometheus_client import generate_latest
 from vlmr1_operator.api.grpojob import GRPOJob
 from vlmr1_operator.builders import build_grpojob
 from vlmr1_operator.settings import OperatorSettings
+from vlmr1_serving.metrics import start_adapter
 from vlmr1_trainer.progress.metrics import ProgressMetrics
 from vlmr1_trainer.progress.record import record_from_logs
 
@@ -84,7 +85,9 @@ class FakeTrainer:
 
 
 class FakeEngine:
-    """Serves the serving image's uniform metrics; the token counter grows at `rate` tokens/s."""
+    """A vLLM stand-in: serves vLLM's metric format, its token counter growing at `rate`
+    tokens/s. The serving image's real metrics adapter turns it into vlmr1_serving_* on
+    `port`, which the operator (or Prometheus) reads, as in a serving pod."""
 
     def __init__(self) -> None:
         self.rate, self.base, self.since = 0.0, 0.0, time.monotonic()
@@ -92,8 +95,12 @@ class FakeEngine:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = f"# TYPE vlmr1_serving_generation_tokens_total counter\n" \
-                       f"vlmr1_serving_generation_tokens_total {outer.tokens()}\n".encode()  # fmt: skip
+                body = (
+                    "# TYPE vllm:generation_tokens_total counter\n"
+                    f'vllm:generation_tokens_total{{model_name="rec"}} {outer.tokens()}\n'
+                    "# TYPE vllm:num_requests_waiting gauge\n"
+                    'vllm:num_requests_waiting{model_name="rec"} 0.0\n'
+                ).encode()
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(body)
@@ -102,8 +109,10 @@ class FakeEngine:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = free_port()
+        engine_url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
+        self.adapter, _ = start_adapter("vllm", engine_url, self.port, addr="127.0.0.1")
 
     def tokens(self) -> float:
         return self.base + self.rate * (time.monotonic() - self.since)
@@ -194,6 +203,7 @@ def engine() -> Iterator[FakeEngine]:
     fake = FakeEngine()
     yield fake
     fake.server.shutdown()
+    fake.adapter.shutdown()
 
 
 @pytest.fixture(scope="module")
