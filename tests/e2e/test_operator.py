@@ -453,6 +453,22 @@ def service_manifest(name: str, model: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def ready_serving_pod(cluster: Any, service: str, name: str, ip: str | None = None) -> None:
+    """Play the Deployment controller and kubelet: a ready pod of `service` serving DIGEST."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"vlmr1.io/service-name": service},
+                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
+        "spec": {"containers": [{"name": "engine", "image": "x"}]},
+    }  # fmt: skip
+    apply(cluster, pod)
+    status: dict[str, Any] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    if ip:
+        status["podIP"] = ip
+    cluster.kubectl("patch", "pod", name, "-n", NS, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": status}))  # fmt: skip
+
+
 def test_vlmservice_serves_a_pinned_digest_and_rolls_on_a_new_one(cluster: Any, operator: Operator) -> None:
     apply(cluster, service_manifest("svc", {"uri": "pvc://ckpt/run/checkpoint-4", "digest": DIGEST}))
     deployment = wait_for("the Deployment", lambda: get(cluster, "deployment", "svc"))
@@ -468,17 +484,7 @@ def test_vlmservice_serves_a_pinned_digest_and_rolls_on_a_new_one(cluster: Any, 
     # Play the Deployment controller and kubelet: one ready replica serving the digest.
     cluster.kubectl("patch", "deployment", "svc", "-n", NS, "--subresource=status", "--type=merge",
                     "-p", json.dumps({"status": {"replicas": 1, "readyReplicas": 1}}))  # fmt: skip
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "svc-abc", "namespace": NS, "labels": {"vlmr1.io/service-name": "svc"},
-                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
-        "spec": {"containers": [{"name": "engine", "image": "x"}]},
-    }  # fmt: skip
-    apply(cluster, pod)
-    ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
-    cluster.kubectl(
-        "patch", "pod", "svc-abc", "-n", NS, "--subresource=status", "--type=merge", "-p", json.dumps(ready)
-    )
+    ready_serving_pod(cluster, "svc", "svc-abc")
     status = wait_for("Ready", lambda: (s := get(cluster, "vlmservice", "svc")["status"]).get("phase") == "Ready" and s)
     assert status["servedDigests"] == [{"digest": DIGEST, "replicas": 1}]
     row = cluster.kubectl("get", "vlms", "svc", "-n", NS, "--no-headers").stdout.split()
@@ -522,15 +528,7 @@ def test_vlmservice_scales_on_measured_tokens(cluster: Any, operator: Operator, 
                                        "scaleDownStabilizationSeconds": 3}  # fmt: skip
     apply(cluster, manifest)
     wait_for("the Deployment", lambda: get(cluster, "deployment", "busy"))
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "busy-1", "namespace": NS, "labels": {"vlmr1.io/service-name": "busy"},
-                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
-        "spec": {"containers": [{"name": "engine", "image": "x"}]},
-    }  # fmt: skip
-    apply(cluster, pod)
-    ready = {"status": {"phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}
-    cluster.kubectl("patch", "pod", "busy-1", "-n", NS, "--subresource=status", "--type=merge", "-p", json.dumps(ready))
+    ready_serving_pod(cluster, "busy", "busy-1", ip="127.0.0.1")
     engine.set_rate(350.0)  # 3.5 replicas' worth at 100 tokens/s each
     wait_for("scale up to 4", lambda: get(cluster, "vlmservice", "busy")["spec"]["replicas"].get("count") == 4)
     assert get(cluster, "deployment", "busy")["spec"]["replicas"] == 4 or wait_for(
@@ -598,17 +596,7 @@ def test_vlmservice_scales_on_prometheus(cluster: Any, operator: Operator, engin
     }  # fmt: skip
     apply(cluster, manifest)
     wait_for("the Deployment", lambda: get(cluster, "deployment", "promsvc"))
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "promsvc-1", "namespace": NS, "labels": {"vlmr1.io/service-name": "promsvc"},
-                     "annotations": {"vlmr1.io/model-digest": DIGEST}},
-        "spec": {"containers": [{"name": "engine", "image": "x"}]},
-    }  # fmt: skip
-    apply(cluster, pod)
-    ready = {"status": {"phase": "Running", "podIP": "127.0.0.2", "conditions": [{"type": "Ready", "status": "True"}]}}
-    cluster.kubectl(
-        "patch", "pod", "promsvc-1", "-n", NS, "--subresource=status", "--type=merge", "-p", json.dumps(ready)
-    )
+    ready_serving_pod(cluster, "promsvc", "promsvc-1", ip="127.0.0.2")
     engine.set_rate(350.0)
     wait_for(
         "scale up to 4 from Prometheus's rate",

@@ -6,7 +6,7 @@ Regenerate golden files after an intended change with
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,8 @@ def kind(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
-def test_golden(path: Path) -> None:
-    rendered = to_yaml(build_vlmservice(load(path), OperatorSettings()))
-    golden = GOLDEN / path.name
-    if os.environ.get("VLMR1_UPDATE_GOLDEN") == "1":
-        golden.write_text(rendered)
-    assert golden.is_file(), f"no golden file for {path.name}; run with VLMR1_UPDATE_GOLDEN=1"
-    assert rendered == golden.read_text()
+def test_golden(path: Path, golden: Callable[[Path, str], None]) -> None:
+    golden(GOLDEN / path.name, to_yaml(build_vlmservice(load(path), OperatorSettings())))
 
 
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
