@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,11 @@ __all__ = [
     "MANIFEST_FORMAT",
     "CheckpointInfo",
     "VerifyResult",
+    "best_index",
     "checkpoint_dirs",
     "find_resumable",
     "list_checkpoints",
+    "metric_value",
     "prune",
     "save_checkpoint",
     "sha256_file",
@@ -310,11 +312,34 @@ def list_checkpoints(directory: Path | str, *, verify: bool = True) -> list[Veri
     return results
 
 
-def _metric(result: VerifyResult, name: str) -> float | None:
-    value = result.metrics.get(name)
+def metric_value(metrics: Mapping[str, Any], name: str) -> float | None:
+    """``metrics[name]`` as a finite float, or None (absent, not a number, NaN or inf)."""
+    value = metrics.get(name)
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def best_index(
+    candidates: Sequence[tuple[int, Mapping[str, Any]]], metric: str, *, greater_is_better: bool = True
+) -> int | None:
+    """Index of the best ``(step, metrics)`` by ``metric``; ties go to the higher step.
+
+    Candidates without a finite value of the metric are never best; None when none has one.
+    The one rule for "best" everywhere: pruning, the GRPOJob status and ``vlmr1 promote``.
+
+    >>> best_index([(2, {"reward": 0.5}), (4, {"reward": 0.5}), (6, {})], "reward")
+    1
+    >>> best_index([(2, {"loss": 0.1}), (4, {"loss": 0.3})], "loss", greater_is_better=False)
+    0
+    """
+    sign = 1.0 if greater_is_better else -1.0
+    scored = [
+        (sign * value, step, i)
+        for i, (step, m) in enumerate(candidates)
+        if (value := metric_value(m, metric)) is not None
+    ]
+    return max(scored)[2] if scored else None
 
 
 def prune(
@@ -332,12 +357,11 @@ def prune(
     checkpoints = [r for r in list_checkpoints(root, verify=False) if r.digest is not None]
     kept = {r.path for r in checkpoints[:keep]}
     if best_metric is not None:
-        scored = [(value, r) for r in checkpoints if (value := _metric(r, best_metric)) is not None]
-        if scored:
-            sign = 1.0 if greater_is_better else -1.0
-            # Ties go to the newer checkpoint (checkpoints are sorted newest first).
-            best = max(scored, key=lambda item: sign * item[0])[1]
-            kept.add(best.path)
+        best = best_index(
+            [(r.step or 0, r.metrics) for r in checkpoints], best_metric, greater_is_better=greater_is_better
+        )
+        if best is not None:
+            kept.add(checkpoints[best].path)
     removed = []
     for result in checkpoints:
         if result.path not in kept:
