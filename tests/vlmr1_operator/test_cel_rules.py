@@ -28,7 +28,10 @@ from vlmr1_operator.api.vlmservice import (
 )
 from vlmr1_trainer.apimodel import ApiModel
 from vlmr1_trainer.config import (
+    CheckpointSpec,
     DatasetSpec,
+    EvalDatasetSpec,
+    EvaluationSpec,
     FinetuningSpec,
     GrpoSpec,
     LoraSpec,
@@ -69,7 +72,7 @@ maybe = st.none
 def test_every_rule_bearing_model_is_covered() -> None:
     covered = {
         ModelSpec, FinetuningSpec, GrpoSpec, TrainingSpec, RolloutSpec, TrainerConfig, TrainingResources,
-        GRPOJobSpec, ServedModel, ReplicaRange, ServingResources, VLMServiceSpec,
+        EvaluationSpec, GRPOJobSpec, ServedModel, ReplicaRange, ServingResources, VLMServiceSpec,
     }  # fmt: skip
     with_rules = {cls for cls in _all_models() if cls.__cel_checks__}
     assert with_rules <= covered, f"add a hypothesis test for {with_rules - covered}"
@@ -146,6 +149,41 @@ def test_trainer_config_rules(task: str, n: int) -> None:
             task=task,
             datasets=[DatasetSpec(jsonl="a.jsonl")],
             rewards=[RewardSpec(name="format")] * n,
+        )
+    )
+
+
+eval_names = st.sampled_from(["val", "test", "v.1"])
+
+
+@given(names=st.lists(eval_names, min_size=1, max_size=4))
+def test_evaluation_rules(names: list[str]) -> None:
+    agree(build(EvaluationSpec, datasets=[EvalDatasetSpec(name=n, jsonl="v.jsonl") for n in names]))
+
+
+@given(
+    task=st.sampled_from(["rec", "custom"]),
+    eval_tasks=st.none() | st.lists(st.sampled_from([None, "ovd"]), min_size=1, max_size=2),
+    best=st.sampled_from(
+        ["reward", "eval/val/rec_acc", "eval/val/ap50", "eval/test/rec_acc", "eval/val/loss", "eval/val", "evalx"]
+    ),
+)
+def test_evaluation_cross_rules(task: str, eval_tasks: list[str | None] | None, best: str) -> None:
+    evaluation = None
+    if eval_tasks is not None:
+        datasets = [
+            EvalDatasetSpec(name=f"val{'' if i == 0 else i}", jsonl="v.jsonl", task=t) for i, t in enumerate(eval_tasks)
+        ]
+        evaluation = EvaluationSpec(datasets=datasets)
+    agree(
+        build(
+            TrainerConfig,
+            model=ModelSpec(uri="hf://Qwen/Qwen2.5-VL-3B"),
+            task=task,
+            datasets=[DatasetSpec(jsonl="a.jsonl")],
+            rewards=[RewardSpec(name="format")],
+            checkpoint=CheckpointSpec(best_metric=best),
+            evaluation=evaluation,
         )
     )
 

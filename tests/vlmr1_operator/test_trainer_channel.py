@@ -75,3 +75,17 @@ def test_an_unchanged_trainer_leaves_status_unchanged() -> None:
     first = fold({"phase": "Running"}, report, NOW)
     later = fold(first, report, NOW.replace(minute=5))
     assert later == first, "re-reading the same progress must not change status (no write)"
+
+
+def test_best_follows_the_declared_metric_through_the_channel() -> None:
+    """An evaluation metric with slashes in its name survives the Prometheus labels, and the
+    best checkpoint follows checkpoint.bestMetric (here a lower-is-better one, too)."""
+    metrics = ProgressMetrics()
+    metrics.checkpoint_saved(20, "u20", DIGEST_A, {"reward": 0.9, "eval/refcoco-val/rec_acc": 0.4, "loss": 0.3})
+    metrics.checkpoint_saved(40, "u40", DIGEST_B, {"reward": 0.5, "eval/refcoco-val/rec_acc": 0.6, "loss": 0.2})
+    report = parse_metrics(generate_latest(metrics.registry).decode())
+    assert report.checkpoints[0]["metrics"]["eval/refcoco-val/rec_acc"] == 0.4
+    assert fold({}, report, NOW)["bestCheckpoint"]["step"] == 20  # by reward, the default
+    assert fold({}, report, NOW, "eval/refcoco-val/rec_acc")["bestCheckpoint"]["step"] == 40
+    assert fold({}, report, NOW, "loss", greater_is_better=False)["bestCheckpoint"]["step"] == 40
+    assert "bestCheckpoint" not in fold({}, report, NOW, "eval/other/rec_acc")

@@ -20,6 +20,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from vlmr1_trainer.checkpoints import best_index
+
 PREFIX = "vlmr1_trainer_"
 
 #: Gauge suffix -> TrainingProgress field (camelCase, as in the status).
@@ -82,9 +84,17 @@ def scrape(ip: str, port: int, timeout: float = 3.0) -> TrainerReport | None:
         return None
 
 
-def fold(status: dict[str, Any], report: TrainerReport, now: datetime, best_metric: str = "reward") -> dict[str, Any]:
+def fold(
+    status: dict[str, Any],
+    report: TrainerReport,
+    now: datetime,
+    best_metric: str = "reward",
+    *,
+    greater_is_better: bool = True,
+) -> dict[str, Any]:
     """A status with the report's progress and checkpoints merged in (checkpoints by step;
-    the best by `best_metric`, ties to the newer, is marked and copied to bestCheckpoint)."""
+    the best by the job's checkpoint.bestMetric, ties to the newer, is marked and copied to
+    bestCheckpoint)."""
     out = dict(status)
     old = {k: v for k, v in (status.get("progress") or {}).items() if k != "updatedAt"}
     if report.progress and report.progress != old:
@@ -94,8 +104,10 @@ def fold(status: dict[str, Any], report: TrainerReport, now: datetime, best_metr
     for checkpoint in report.checkpoints:
         by_step[checkpoint["step"]] = {**by_step.get(checkpoint["step"], {}), **checkpoint}
     checkpoints = [by_step[s] for s in sorted(by_step)]
-    scored = [c for c in checkpoints if isinstance(c.get("metrics", {}).get(best_metric), int | float)]
-    best = max(scored, key=lambda c: (c["metrics"][best_metric], c["step"])) if scored else None
+    index = best_index(
+        [(c["step"], c.get("metrics") or {}) for c in checkpoints], best_metric, greater_is_better=greater_is_better
+    )
+    best = checkpoints[index] if index is not None else None
     for c in checkpoints:
         c["best"] = c is best
     if checkpoints:

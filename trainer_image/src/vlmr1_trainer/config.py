@@ -19,6 +19,17 @@ from pydantic import AfterValidator, Field, model_validator
 from vlmr1_trainer.apimodel import ApiModel, cel_rule, defaulted
 
 Task = Literal["rec", "ovd", "math", "gui", "custom"]
+EvalTask = Literal["rec", "ovd", "math", "gui"]
+
+#: Headline metrics of each evaluation task (vlmr1_trainer.evaluation computes them). In a
+#: checkpoint's metrics they are named ``eval/<dataset>/<metric>``.
+EVAL_METRICS: dict[EvalTask, tuple[str, ...]] = {
+    "rec": ("rec_acc",),
+    "ovd": ("ap", "ap50"),
+    "math": ("math_acc",),
+    "gui": ("gui_acc",),
+}
+_EVAL_METRIC_RE = r"^eval/[^/]+/(" + "|".join(m for ms in EVAL_METRICS.values() for m in ms) + r")$"
 ModelFamily = Literal["qwen2.5-vl", "internvl"]
 
 #: Substrings of a model uri (lower-cased) that identify its family. The same table
@@ -315,9 +326,6 @@ class TrainingSpec(ApiModel):
     save_steps: int = Field(default=100, ge=1)
     """Save a checkpoint every this many steps (and at the end). VLM-R1: 100."""
 
-    eval_steps: int | None = Field(default=None, ge=1)
-    """Evaluate every this many steps. Unset: after each checkpoint."""
-
     logging_steps: int = Field(default=1, ge=1)
     """Report progress every this many steps."""
 
@@ -382,7 +390,65 @@ class CheckpointSpec(ApiModel):
     Unset: the pod's ephemeral storage, so a gang restart cannot resume; set it for recovery."""
 
     keep: int | None = Field(default=None, ge=1)
-    """Keep the newest N checkpoints (the best by reward is never pruned). Unset: keep all."""
+    """Keep the newest N checkpoints (the best by bestMetric is never pruned). Unset: keep all."""
+
+    best_metric: str = Field(default="reward", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    """The checkpoint metric that defines "best" (status.bestCheckpoint, pruning, `vlmr1 promote
+    --select best`): a training metric as logged (reward, loss, kl, rewards/rec_iou/mean) or an
+    evaluation metric eval/<dataset>/<metric> (rec_acc, ap, ap50, math_acc, gui_acc).
+    Default: the mean training reward."""
+
+    greater_is_better: bool = True
+    """Whether a larger bestMetric is better (false for a loss)."""
+
+
+class EvalDatasetSpec(ApiModel):
+    """One evaluation set: VLM-R1 JSONL with ground truth, scored with its task's metric."""
+
+    name: str = Field(max_length=63, pattern=r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+    """Short name, used in metric names (eval/<name>/rec_acc) and result files, e.g. refcoco-val."""
+
+    jsonl: Uri
+    """The JSONL file (local path, pvc://claim/path or s3://bucket/key), in the training data's format."""
+
+    image_root: Uri | None = None
+    """Folder the `image` paths are relative to. Unset: the JSONL file's folder."""
+
+    task: EvalTask | None = None
+    """Metric: rec (Acc@IoU0.5, rec_acc), ovd (COCO AP and AP50 over the dataset), math (share
+    verified correct, math_acc) or gui (exact match, gui_acc). Unset: the job's task."""
+
+    max_samples: int | None = Field(default=None, ge=1)
+    """Score only the first N samples: the same fixed subset for every checkpoint, so their
+    metrics compare. Unset: all samples."""
+
+
+class EvaluationSpec(ApiModel):
+    """Evaluation of every saved checkpoint.
+
+    Runs in the trainer's rank 0 after each save, on the saved files (other ranks wait), before
+    the manifest is written: the metrics become part of the checkpoint's digest, so a VLMService
+    pinning that digest serves exactly the weights that scored them. Keep the sets small
+    (maxSamples), or evaluate apart with `vlmr1 eval`, when generation is slow.
+    """
+
+    datasets: list[EvalDatasetSpec] = Field(min_length=1, max_length=16)
+    """Evaluation sets (each with a unique name)."""
+
+    batch_size: int = Field(default=8, ge=1, le=1024)
+    """Prompts per greedy generation batch."""
+
+    max_new_tokens: int | None = Field(default=None, ge=1, le=131072)
+    """Generation budget in tokens. Unset: grpo.maxCompletionLength, the budget the policy trained with."""
+
+    @cel_rule(
+        rule="self.datasets.all(d, self.datasets.exists_one(e, e.name == d.name))",
+        message="evaluation dataset names must be unique (they name the metrics); rename one",
+        field_path=".datasets",
+    )
+    def _unique_names(self) -> bool:
+        names = [d.name for d in self.datasets]
+        return len(names) == len(set(names))
 
 
 class TrainerConfig(ApiModel):
@@ -422,6 +488,10 @@ class TrainerConfig(ApiModel):
     checkpoint: CheckpointSpec = defaulted(CheckpointSpec)
     """Checkpoint storage and retention."""
 
+    evaluation: EvaluationSpec | None = None
+    """Evaluate each saved checkpoint on held-out data; the metrics land in its manifest and in
+    status.checkpoints[].metrics. Unset: checkpoints carry training metrics only."""
+
     @cel_rule(
         rule="self.task != 'custom' || (has(self.rewards) && size(self.rewards) > 0)",
         message="task custom has no default rewards; list them under rewards",
@@ -429,6 +499,37 @@ class TrainerConfig(ApiModel):
     )
     def _custom_needs_rewards(self) -> bool:
         return self.task != "custom" or bool(self.rewards)
+
+    @cel_rule(
+        rule="!has(self.evaluation) || self.task != 'custom' || self.evaluation.datasets.all(d, has(d.task))",
+        message="task custom has no evaluation metric; set task (rec, ovd, math or gui) on every evaluation dataset",
+        field_path=".evaluation",
+    )
+    def _custom_eval_needs_task(self) -> bool:
+        return self.evaluation is None or self.task != "custom" or all(d.task for d in self.evaluation.datasets)
+
+    @cel_rule(
+        rule="!self.checkpoint.bestMetric.startsWith('eval/') || (self.checkpoint.bestMetric.matches('"
+        + _EVAL_METRIC_RE
+        + "') && has(self.evaluation) && self.evaluation.datasets.exists(d, "
+        "self.checkpoint.bestMetric.startsWith('eval/' + d.name + '/')))",
+        message="checkpoint.bestMetric eval/<dataset>/<metric> must name an evaluation dataset and one of "
+        "rec_acc, ap, ap50, math_acc, gui_acc",
+        field_path=".checkpoint.bestMetric",
+    )
+    def _best_metric_evaluated(self) -> bool:
+        metric = self.checkpoint.best_metric
+        if not metric.startswith("eval/"):
+            return True
+        names = [d.name for d in self.evaluation.datasets] if self.evaluation else []
+        return re.match(_EVAL_METRIC_RE, metric) is not None and any(metric.startswith(f"eval/{n}/") for n in names)
+
+    def eval_task(self, dataset: EvalDatasetSpec) -> EvalTask:
+        """An evaluation dataset's task: its own, else the job's."""
+        if dataset.task is not None:
+            return dataset.task
+        assert self.task != "custom"  # guaranteed by _custom_eval_needs_task
+        return self.task
 
     @model_validator(mode="after")
     def _apply_task_defaults(self) -> TrainerConfig:

@@ -49,7 +49,8 @@ class GRPOJobController(Controller):
         if status.get("phase") == "Running" and master is not None and master.ip:
             report = progress.scrape(master.ip, self.settings.trainer_metrics_port)
             if report is not None:
-                status = progress.fold(status, report, now)
+                best = job.spec.checkpoint
+                status = progress.fold(status, report, now, best.best_metric, greater_is_better=best.greater_is_better)
         self.write_status(body, status)
         for event in plan.events:
             self.event(body, event.type, event.reason, event.message, now)
