@@ -31,8 +31,16 @@ from vlmr1_trainer.rewards.coco import Box, coco_ap
 from vlmr1_trainer.rewards.registry import BadGroundTruthError, Reward, register
 
 
-def _last_json_list(text: str) -> list[Any] | None:
-    """The last json fence decoded and iterated; None without a fence or when it is empty."""
+def last_json_list(text: str) -> list[Any] | None:
+    """The last json fence decoded and iterated; None without a fence or when it is empty.
+
+    Invalid JSON raises ValueError, a scalar TypeError (callers decide what that means).
+
+    >>> last_json_list('```json [1] ``` ```json [{"label": "cat"}] ```')
+    [{'label': 'cat'}]
+    >>> last_json_list("[1]") is None
+    True
+    """
     blocks = json_blocks(text)
     if not blocks:
         return None
@@ -58,7 +66,13 @@ def _gt_boxes(items: list[Any]) -> list[Box]:
     return boxes
 
 
-def _pred_boxes(items: list[Any], labels: set[Hashable]) -> list[Box]:
+def prediction_boxes(items: list[Any], labels: set[Hashable] | None = None) -> list[Box]:
+    """COCO boxes of the well-formed predicted items whose label is in ``labels`` (any label when None).
+
+    >>> prediction_boxes([{"bbox_2d": [1, 2, 4, 6], "label": "cat"}, {"bbox_2d": [1, 2], "label": "cat"},
+    ...     {"bbox_2d": [0, 0, 1, 1], "label": "dog"}, "cat"], {"cat"})
+    [('cat', [1.0, 2.0, 3.0, 4.0], 12)]
+    """
     boxes: list[Box] = []
     for item in items:
         # Anything malformed is dropped silently, exactly as VLM-R1 does.
@@ -66,7 +80,9 @@ def _pred_boxes(items: list[Any], labels: set[Hashable]) -> list[Box]:
             continue
         label = item["label"]
         try:
-            if label not in labels:
+            if labels is None:
+                hash(label)  # an unhashable label (a list) cannot be a COCO category: dropped
+            elif label not in labels:
                 continue
             bbox = item["bbox_2d"]
             x1, y1 = bbox[0], bbox[1]
@@ -78,10 +94,15 @@ def _pred_boxes(items: list[Any], labels: set[Hashable]) -> list[Box]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _ground_truth(gt_text: str) -> tuple[list[Any], list[Box]]:
+def ground_truth_boxes(gt_text: str) -> tuple[list[Any], list[Box]]:
+    """The items and COCO boxes of a stripped GT answer block (none without a fence); bad ones raise.
+
+    >>> ground_truth_boxes('```json [{"bbox_2d": [0, 0, 10, 5], "label": "cat"}] ```')
+    ([{'bbox_2d': [0, 0, 10, 5], 'label': 'cat'}], [('cat', [0.0, 0.0, 10.0, 5.0], 50)])
+    """
     # Cached: GRPO scores every solution once per generation of its group. Callers only read it.
     try:
-        items = _last_json_list(gt_text) or []
+        items = last_json_list(gt_text) or []
     except (ValueError, TypeError, RecursionError) as exc:
         raise BadGroundTruthError(f"the solution's json block is invalid: {exc}") from exc
     return items, _gt_boxes(items)
@@ -106,15 +127,15 @@ class _DetectionReward(Reward):
             return 1.0
         if gt_block is None:
             raise BadGroundTruthError("the solution has no <answer>…</answer> block")
-        gt_items, gt = _ground_truth(gt_block.strip())
+        gt_items, gt = ground_truth_boxes(gt_block.strip())
         try:
-            pred_items = _last_json_list(pred_text) or []
+            pred_items = last_json_list(pred_text) or []
         except (ValueError, TypeError, RecursionError):
             pred_items = []
         if not gt_items or not pred_items:
             base = 1.0 if not gt_items and not pred_items else 0.0
         else:
-            kept = _pred_boxes(pred_items, {g[0] for g in gt})
+            kept = prediction_boxes(pred_items, {g[0] for g in gt})
             base = self.metric(gt, kept) if kept else 0.0
         return base * self.length_factor(len(gt_items), len(pred_items))
 

@@ -76,18 +76,27 @@ class RecIouReward(Reward):
         super().__init__()
         self.lenient_boxes = lenient_boxes
 
-    def iou(self, completion: str, sample: Mapping[str, Any]) -> float | None:
-        gt = ground_truth_box(sample.get("solution"))
+    def predicted_box(self, completion: str, sample: Mapping[str, Any]) -> list[Any] | None:
+        """The completion's box as the reward reads it, in original-image pixels; None without one.
+
+        Malformed ``image_size``/``input_size`` columns raise BadGroundTruthError.
+
+        >>> RecIouReward().predicted_box("<answer>[14,0,28,28] [0,0,1,1]</answer>",
+        ...     {"image_size": [[100, 50], [9, 9]], "input_size": [28, 28]})
+        [50.0, 0.0, 100.0, 50.0]
+        >>> RecIouReward().predicted_box("<answer>[1.5,0,28,28]</answer>", {}) is None
+        True
+        """
         rescale = sample.get("image_size") is not None and sample.get("input_size") is not None
         if rescale:
             w_orig, h_orig = _size(sample["image_size"], "image_size")
             w_in, h_in = _size(sample["input_size"], "input_size")
         block = first_block(completion)
         if block is None:
-            return 0.0
+            return None
         match = (_LENIENT_BOX_RE if self.lenient_boxes else BOX_RE).search(block.strip())
         if match is None:
-            return 0.0
+            return None
         try:
             if self.lenient_boxes:
                 box: list[Any] = [float(g) if "." in g else int(g) for g in match.groups()]
@@ -97,6 +106,16 @@ class RecIouReward(Reward):
                 # Divide first, in float64, as VLM-R1 does; never applied without the columns
                 # because x / W * W is not always x and iou_pix's strict tests would show it.
                 box = [box[0] / w_in * w_orig, box[1] / h_in * h_orig, box[2] / w_in * w_orig, box[3] / h_in * h_orig]
+        except (ValueError, ZeroDivisionError, OverflowError):
+            return None  # a literal too large for a float: no usable box, scored 0.0
+        return box
+
+    def iou(self, completion: str, sample: Mapping[str, Any]) -> float | None:
+        gt = ground_truth_box(sample.get("solution"))
+        box = self.predicted_box(completion, sample)
+        if box is None:
+            return 0.0
+        try:
             return iou_pix(box, gt)
         except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError):
             # Includes ground truths that are JSON but not a 4-list: VLM-R1 scores them 0.0.
