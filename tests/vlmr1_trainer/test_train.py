@@ -237,6 +237,9 @@ def test_vlmr1_run_in_process_writes_metrics(tmp_path: Path) -> None:
     assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2]
     (checkpoint,) = [e for e in events if e["event"] == "checkpoint"]
     assert checkpoint["digest"] == verify_checkpoint(out / "checkpoints" / "checkpoint-2").digest
+    # The example's evaluation section scored the checkpoint on the 16 validation samples.
+    assert checkpoint["metrics"]["eval/rec-shapes-val/samples"] == 16
+    assert "eval/rec-shapes-val/rec_acc=" in proc.stdout
     assert "reward:" in proc.stdout and "48 samples loaded" in proc.stdout
     assert "step 2/2" in proc.stderr
 

@@ -170,13 +170,17 @@ def save_checkpoint(
     config: BaseModel | Mapping[str, Any] | None = None,
     *,
     uri: str | None = None,
+    evaluate: Callable[[Path], Mapping[str, Any]] | None = None,
 ) -> CheckpointInfo:
     """Write ``<directory>/checkpoint-<step>`` atomically and return its digest.
 
     ``write_files_fn(tmp)`` writes the checkpoint's files (weights, processor, optimizer
-    state) into the folder ``tmp``; if it raises, nothing becomes visible. ``config`` is
-    recorded camelCase (a TrainerConfig, or a dict already in that form). ``uri`` is the
-    base uri of ``directory`` as consumers see it (e.g. ``pvc://claim/run``).
+    state) into the folder ``tmp``; if it raises, nothing becomes visible. ``evaluate(tmp)``
+    then scores the written files and returns metrics added to ``metrics`` (any files it
+    writes into ``tmp`` are part of the checkpoint): the manifest, and so the digest, pins
+    the evaluation results with the weights. ``config`` is recorded camelCase (a
+    TrainerConfig, or a dict already in that form). ``uri`` is the base uri of ``directory``
+    as consumers see it (e.g. ``pvc://claim/run``).
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
@@ -186,6 +190,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step}-", dir=root))
     try:
         write_files_fn(tmp)
+        metrics = {**(metrics or {}), **(evaluate(tmp) if evaluate is not None else {})}
         if (tmp / MANIFEST).exists():
             raise ValueError(f"write_files_fn wrote {MANIFEST}, which is reserved for the checkpoint manifest")
         files: dict[str, dict[str, Any]] = {}
@@ -193,7 +198,7 @@ def save_checkpoint(
             path = tmp / name
             files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
             _fsync(path)
-        data = _manifest_bytes(step, files, metrics or {}, _config_dict(config))
+        data = _manifest_bytes(step, files, metrics, _config_dict(config))
         with (tmp / MANIFEST).open("wb") as fh:
             fh.write(data)
             fh.flush()
@@ -211,7 +216,7 @@ def save_checkpoint(
     for stale in root.glob(f"{_TMP_PREFIX}{step}-old-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return CheckpointInfo(
-        path=final, step=step, digest=_digest(data), metrics=_json_safe(dict(metrics or {})), uri=_uri(uri, final)
+        path=final, step=step, digest=_digest(data), metrics=_json_safe(metrics), uri=_uri(uri, final)
     )
 
 

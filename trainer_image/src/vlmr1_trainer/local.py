@@ -54,7 +54,7 @@ def local_config(path: Path, nnodes: int, nproc: int, accelerator: str) -> Train
     data = job.spec.model_dump(by_alias=True, exclude_none=True)
     base = path.resolve().parent
     data["model"]["uri"] = _rebase(data["model"]["uri"], base)
-    for dataset in data["datasets"]:
+    for dataset in [*data["datasets"], *data.get("evaluation", {}).get("datasets", [])]:
         dataset["jsonl"] = _rebase(dataset["jsonl"], base)
         if "imageRoot" in dataset:
             dataset["imageRoot"] = _rebase(dataset["imageRoot"], base)

@@ -38,6 +38,8 @@ Accelerator = Literal["nvidia", "ascend", "cpu"]
 DIST_BACKEND: dict[Accelerator, str] = {"nvidia": "nccl", "ascend": "hccl", "cpu": "gloo"}
 STAGING = "staging"
 CHECKPOINTS = "checkpoints"
+EVALUATION = "evaluation"
+"""Folder inside a checkpoint holding its evaluation results (metrics.json, <set>.samples.jsonl)."""
 
 
 @dataclass
@@ -249,14 +251,62 @@ class CheckpointCallback:
                 metrics=latest_metrics(state.log_history),
                 config=self.config,
                 uri=self.options.checkpoint_uri,
+                evaluate=self.evaluate if self.config.evaluation else None,
             )
             shutil.rmtree(staged, ignore_errors=True)
             self.saved.append(info)
-            if self.config.checkpoint.keep:
-                prune(self.options.output_dir / CHECKPOINTS, self.config.checkpoint.keep, best_metric="reward")
+            best = self.config.checkpoint
+            if best.keep:
+                prune(
+                    self.options.output_dir / CHECKPOINTS,
+                    best.keep,
+                    best_metric=best.best_metric,
+                    greater_is_better=best.greater_is_better,
+                )
             if self.options.on_checkpoint:
                 self.options.on_checkpoint(info)
         _barrier()
+
+    def evaluate(self, files: Path) -> dict[str, float]:
+        """The evaluation section run on a checkpoint's files (rank 0, before its manifest exists).
+
+        The model is loaded afresh from the saved files, as `vlmr1 eval` and serving load it, so
+        the metrics describe the checkpoint rather than the in-memory (possibly sharded) policy.
+        """
+        from vlmr1_trainer.evaluation.policy import load_files
+        from vlmr1_trainer.evaluation.runner import evaluate, sets_from_config
+
+        evaluation = self.config.evaluation
+        assert evaluation is not None
+        policy = load_files(files, self.config.model, device=_local_device(self.options.accelerator))
+        policy.config = self.config
+        try:
+            return evaluate(
+                policy,
+                sets_from_config(self.config),
+                batch_size=evaluation.batch_size,
+                max_new_tokens=evaluation.max_new_tokens,
+                output=files / EVALUATION,
+            )
+        finally:
+            del policy
+            _free_device_memory(self.options.accelerator)
+
+
+def _local_device(accelerator: Accelerator) -> str:
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return {"nvidia": f"cuda:{local_rank}", "ascend": f"npu:{local_rank}", "cpu": "cpu"}[accelerator]
+
+
+def _free_device_memory(accelerator: Accelerator) -> None:
+    # The evaluated copy of the model must not stay on the device training goes on with.
+    import gc
+
+    gc.collect()
+    if accelerator == "nvidia":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _move_contents(source: Path, dest: Path) -> None:
@@ -313,7 +363,7 @@ def build_trainer(
     ]
     dataset = VLMR1Dataset.from_sources(
         sources_from_specs(datasets),
-        question_template=_Template(template, format_question),
+        question_template=QuestionTemplate(template, format_question),
         on_bad_sample=config.on_bad_sample,
         row_hook=FamilyRowHook(family, processor, config.grpo.max_prompt_length),
     )
@@ -379,7 +429,7 @@ def _trainer_class() -> type[GRPOTrainer]:
     return VLMR1GRPOTrainer
 
 
-class _Template:
+class QuestionTemplate:
     """The family's question template as the data loader's ``(question) -> text`` (picklable)."""
 
     def __init__(self, template: str, render: Callable[[str, str], str]) -> None:

@@ -214,4 +214,7 @@ def print_summary(result: TrainResult, stream: TextIO) -> None:
         stream.write("  checkpoints: none saved\n")
     for info in result.checkpoints:
         stream.write(f"  checkpoint:  step {info.step}  {info.digest}  {info.path}\n")
+        evaluated = {k: v for k, v in info.metrics.items() if k.startswith("eval/") and isinstance(v, int | float)}
+        if evaluated:
+            stream.write("               " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(evaluated.items())) + "\n")
     stream.flush()

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vlmr1_trainer.local",
     "vlmr1_trainer.cli",
     "vlmr1_trainer.cli_checkpoints",
+    "vlmr1_trainer.cli_eval",
 )
 
 
