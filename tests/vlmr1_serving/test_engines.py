@@ -24,7 +24,7 @@ GOLDEN: dict[str, tuple[list[str], dict[str, Any]]] = {
         [],
         {
             "argv": [
-                "vllm", "serve", "/mnt/pvc/vlmr1-checkpoints/rec-qwen25vl-3b/checkpoint-1200",
+                "vllm", "serve", "/mnt/pvc/vlmr1-checkpoints/rec-qwen25vl-3b/checkpoints/checkpoint-1200",
                 "--host", "0.0.0.0", "--port", "8000",
                 "--served-model-name", "rec-qwen25vl-3b",
                 "--tensor-parallel-size", "1",
@@ -42,7 +42,7 @@ GOLDEN: dict[str, tuple[list[str], dict[str, Any]]] = {
         {
             "argv": [
                 "xllm",
-                "--model=/mnt/pvc/vlmr1-checkpoints/rec-ascend/checkpoint-800",
+                "--model=/mnt/pvc/vlmr1-checkpoints/rec-ascend/checkpoints/checkpoint-800",
                 "--devices=npu:0",
                 "--port=8000",
                 "--backend=vlm",

@@ -17,7 +17,7 @@ DIGEST = "sha256:" + "0f" * 32
 def test_whole_object_gives_the_name() -> None:
     served = load_spec(REPO / "examples" / "vlmservice-xllm-ascend.yaml", environ={})
     assert served.served_name == "rec-qwen25vl-3b-ascend"
-    assert served.uri == "pvc://vlmr1-checkpoints/rec-ascend/checkpoint-800"
+    assert served.uri == "pvc://vlmr1-checkpoints/rec-ascend/checkpoints/checkpoint-800"
     assert served.digest.startswith("sha256:49f18278")
 
 

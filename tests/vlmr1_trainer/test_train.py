@@ -255,3 +255,17 @@ def test_bad_local_world_is_a_clear_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "numGenerations" in proc.stderr
+
+
+def test_recorded_checkpoint_uris_name_the_folders_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uri in status and manifests, resolved where the claim is mounted, is the checkpoint folder."""
+    from vlmr1_trainer.storage import resolve_local_path
+    from vlmr1_trainer.worker import checkpoint_base_uri, output_dir
+
+    monkeypatch.setenv("VLMR1_PVC_ROOT", str(tmp_path))
+    cfg = config(checkpoint={"uri": "pvc://ckpt/runs/rec"})
+    result = train(cfg, RunOptions(output_dir=output_dir(cfg, None), checkpoint_uri=checkpoint_base_uri(cfg)))
+    (info,) = result.checkpoints
+    assert info.uri == "pvc://ckpt/runs/rec/checkpoints/checkpoint-2"
+    assert resolve_local_path(info.uri) == info.path == tmp_path / "ckpt" / "runs" / "rec" / CHECKPOINTS / "checkpoint-2"
+    assert config().checkpoint.uri is None and checkpoint_base_uri(config()) is None

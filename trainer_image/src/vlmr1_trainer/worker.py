@@ -140,7 +140,7 @@ def run_training(
         world_size=world_size,
         max_steps=max_steps,
         resume=resume,
-        checkpoint_uri=_checkpoint_uri(config),
+        checkpoint_uri=checkpoint_base_uri(config),
         callbacks=callbacks,
         on_checkpoint=progress.report_checkpoint,
         debug=debug_enabled(flag=debug),
@@ -163,9 +163,13 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
-def _checkpoint_uri(config: TrainerConfig) -> str | None:
+def checkpoint_base_uri(config: TrainerConfig) -> str | None:
+    """The uri of the folder holding the checkpoints (``<checkpoint.uri>/checkpoints``: the run
+    folder is checkpoint.uri itself), recorded with each checkpoint; None for a plain path."""
+    from vlmr1_trainer.train import CHECKPOINTS
+
     uri = config.checkpoint.uri
-    return uri if uri and "://" in uri else None
+    return f"{uri.rstrip('/')}/{CHECKPOINTS}" if uri and "://" in uri else None
 
 
 def progress_line(stream: TextIO) -> TrainerCallback:
