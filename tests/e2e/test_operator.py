@@ -368,6 +368,11 @@ def test_invalid_spec_fails_with_a_condition_and_no_children(cluster: Any, opera
     assert job_pods(cluster, "badreward") == []
     events = get(cluster, "events")["items"]
     assert any(e.get("reason") == "InvalidSpec" and e.get("type") == "Warning" for e in events)
+    # An edit that is invalid in the same way is still observed (GitOps health waits on observedGeneration).
+    apply(cluster, job_manifest("badreward", rewards=[{"name": "no_such_reward", "weight": 2.0}]))
+    generation = get(cluster, "grpojob", "badreward")["metadata"]["generation"]
+    assert generation == status["observedGeneration"] + 1
+    wait_for("the new generation observed", lambda: job_status(cluster, "badreward")["observedGeneration"] == generation)
     assert operator.alive()
 
 

@@ -80,10 +80,12 @@ class Controller:
         before = [c.model_dump() for c in conditions]
         set_condition(conditions, "Invalid", "True", "InvalidSpec", message, now)
         set_condition(conditions, "Failed", "True", "InvalidSpec", message, now)
+        # observedGeneration moves even when the message does not: an edit that is still invalid in
+        # the same way has been seen (GitOps health checks wait on it); write_status skips no-ops.
+        status.update(phase="Failed", observedGeneration=body["metadata"].get("generation"))
+        status["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
+        self.write_status(body, status)
         if [c.model_dump() for c in conditions] != before:
-            status.update(phase="Failed", observedGeneration=body["metadata"].get("generation"))
-            status["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
-            self.write_status(body, status)
             self.event(body, "Warning", "InvalidSpec", message, now)
         raise kopf.PermanentError(message)
 
