@@ -372,7 +372,7 @@ def test_invalid_spec_fails_with_a_condition_and_no_children(cluster: Any, opera
     apply(cluster, job_manifest("badreward", rewards=[{"name": "no_such_reward", "weight": 2.0}]))
     generation = get(cluster, "grpojob", "badreward")["metadata"]["generation"]
     assert generation == status["observedGeneration"] + 1
-    wait_for("the new generation observed", lambda: job_status(cluster, "badreward")["observedGeneration"] == generation)
+    wait_for("the edit observed", lambda: job_status(cluster, "badreward")["observedGeneration"] == generation)
     assert operator.alive()
 
 

@@ -267,5 +267,6 @@ def test_recorded_checkpoint_uris_name_the_folders_written(tmp_path: Path, monke
     result = train(cfg, RunOptions(output_dir=output_dir(cfg, None), checkpoint_uri=checkpoint_base_uri(cfg)))
     (info,) = result.checkpoints
     assert info.uri == "pvc://ckpt/runs/rec/checkpoints/checkpoint-2"
-    assert resolve_local_path(info.uri) == info.path == tmp_path / "ckpt" / "runs" / "rec" / CHECKPOINTS / "checkpoint-2"
+    folder = tmp_path / "ckpt" / "runs" / "rec" / CHECKPOINTS / "checkpoint-2"
+    assert resolve_local_path(info.uri) == info.path == folder
     assert config().checkpoint.uri is None and checkpoint_base_uri(config()) is None
