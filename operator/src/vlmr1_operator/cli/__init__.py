@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vlmr1_trainer.cli",
     "vlmr1_trainer.cli_checkpoints",
     "vlmr1_trainer.cli_eval",
+    "vlmr1_operator.cli.promote",
 )
 
 
