@@ -8,6 +8,7 @@ would (pods' podIP is set to 127.0.0.1).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -616,3 +617,90 @@ def test_vlmservice_scales_on_prometheus(cluster: Any, operator: Operator, engin
         lambda: get(cluster, "vlmservice", "promsvc")["spec"]["replicas"].get("count") == 1,
         timeout=60,
     )
+
+
+def test_gitops_promotion_end_to_end(cluster: Any, operator: Operator, tmp_path: Path) -> None:
+    """docs/gitops.md on one machine: train the tiny model (every checkpoint evaluated), evaluate
+    apart, promote the best into a Git repository, apply the promoted manifest as Argo CD would,
+    and watch the operator roll the serving Deployment to the new digest."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com"}  # fmt: skip
+
+    def vlmr1(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "vlmr1_operator.cli", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+        ).stdout
+
+    run = tmp_path / "run"
+    assert (
+        proc := vlmr1("run", str(REPO / "examples" / "grpojob-rec-local.yaml"), "--output", str(run))
+    ).returncode == 0, proc.stderr[-2000:]
+    checkpoint = run / "checkpoints" / "checkpoint-4"
+    manifest = json.loads((checkpoint / "manifest.json").read_text())
+    shapes = REPO / "examples" / "data" / "rec-shapes"
+    data = f"{shapes / 'val.jsonl'}:{shapes / 'images'}"
+    proc = vlmr1("eval", "--checkpoint", str(checkpoint), "--task", "rec", "--name", "rec-shapes-val",
+                 "--data", data, "--output", str(tmp_path / "eval"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["metrics"] == {k: v for k, v in manifest["metrics"].items() if k.startswith("eval/")}
+
+    # The GitOps repository, and what is deployed from it now.
+    repo = tmp_path / "deploy"
+    repo.mkdir()
+    git("init", "-q", "-b", "main")
+    service = repo / "vlmservice.yaml"
+    # Serving the run's first checkpoint, pinned by its digest, as a previous promotion left it.
+    example = (REPO / "examples" / "vlmservice-dev-cpu.yaml").read_text()
+    pinned = yaml.safe_load(example)["spec"]["model"]
+    first = run / "checkpoints" / "checkpoint-2"
+    first_digest = "sha256:" + hashlib.sha256((first / "manifest.json").read_bytes()).hexdigest()
+    original = example.replace(pinned["digest"], first_digest).replace("checkpoint-4", "checkpoint-2")
+    service.write_text(original)
+    git("add", "vlmservice.yaml")
+    git("commit", "-q", "-m", "serve rec-dev")
+    old_digest = yaml.safe_load(original)["spec"]["model"]["digest"]
+    cluster.kubectl("apply", "-n", NS, "-f", str(service))
+    deployment = wait_for("the Deployment", lambda: get(cluster, "deployment", "rec-dev"))
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["vlmr1.io/model-digest"] == old_digest
+
+    prefix = "pvc://vlmr1-checkpoints/rec-shapes-tiny-local/checkpoints"
+    promote = ["promote", "--run-dir", str(run), "--select", "best", "--require", "rec_acc>=0",
+               "--uri-prefix", prefix, "--service", str(service)]  # fmt: skip
+    proc = vlmr1(*promote)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    new_digest = "sha256:" + hashlib.sha256((checkpoint / "manifest.json").read_bytes()).hexdigest()
+    assert git("rev-parse", "--abbrev-ref", "HEAD").strip() == "promote/rec-dev/run-step-4"
+    message = git("log", "-1", "--format=%B")
+    assert new_digest in message and "step: 4" in message.lower() and "rec_acc" in message
+    changed = [line for line in git("diff", "--unified=0", "main", "--", "vlmservice.yaml").splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]  # fmt: skip
+    assert changed == [
+        "-    uri: pvc://vlmr1-checkpoints/rec-shapes-tiny-local/checkpoints/checkpoint-2",
+        f"-    digest: {old_digest}",
+        "+    uri: pvc://vlmr1-checkpoints/rec-shapes-tiny-local/checkpoints/checkpoint-4",
+        f"+    digest: {new_digest}",
+    ]
+    commits = git("rev-list", "--count", "HEAD")
+    assert vlmr1(*promote).returncode == 0 and git("rev-list", "--count", "HEAD") == commits  # idempotent
+
+    # The sync: the promoted manifest applied; the operator rolls the Deployment to the new weights.
+    cluster.kubectl("apply", "-n", NS, "-f", str(service))
+    rolled = wait_for(
+        "the rollout to the promoted digest",
+        lambda: (
+            (d := get(cluster, "deployment", "rec-dev"))
+            and d["spec"]["template"]["metadata"]["annotations"]["vlmr1.io/model-digest"] == new_digest
+            and d
+        ),
+    )
+    assert rolled["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    status = wait_for(
+        "status",
+        lambda: (s := get(cluster, "vlmservice", "rec-dev").get("status") or {}).get("modelDigest") == new_digest and s,
+    )
+    assert status["phase"] in ("Pending", "Progressing")  # no kubelet here: no replica serves it yet
