@@ -302,7 +302,9 @@ def test_running_progress_and_printer_columns(cluster: Any, operator: Operator, 
     apply(cluster, job_manifest("progress"))
     run_all(cluster, "progress")
     trainer.report(step=7, reward=0.625)
-    trainer.metrics.checkpoint_saved(5, "pvc://c/progress/checkpoint-5", DIGEST, {"reward": 0.5})
+    # The example job declares checkpoint.bestMetric eval/rec-shapes-val/rec_acc.
+    metrics = {"reward": 0.5, "eval/rec-shapes-val/rec_acc": 0.25}
+    trainer.metrics.checkpoint_saved(5, "pvc://c/progress/checkpoint-5", DIGEST, metrics)
     status = wait_for(
         "progress in status", lambda: (s := job_status(cluster, "progress")).get("progress", {}).get("step") == 7 and s
     )
