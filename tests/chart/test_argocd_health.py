@@ -567,6 +567,13 @@ def test_vlmservice_statuses_from_the_controller() -> None:
         controller.reconcile("ml", "rec", NOW)
     failed = health("VLMService", copy.deepcopy(service))
     assert failed["status"] == "Degraded" and "replicas.min must not exceed replicas.max" in failed["message"]
+    # Fixing the spec recovers the service: no stale Invalid/Failed conditions, healthy again.
+    service["spec"]["replicas"] = {"min": 1, "max": 1}
+    service["metadata"]["generation"] = 3
+    assert verdict()["status"] == "Healthy"
+    live = kube.get(k8s.VLMSERVICES, "ml", "rec")
+    assert live is not None
+    assert {c["type"] for c in live["status"]["conditions"]} == {"ModelResolved", "Ready"}
 
 
 def test_invalid_grpojob_from_the_controller() -> None:

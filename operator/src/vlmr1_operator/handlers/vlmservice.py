@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 GROUP, VERSION = "vlmr1.io", "v1alpha1"
 
 
+#: Conditions Controller.parse sets on an invalid spec.
+INVALID_TYPES = ("Invalid", "Failed")
+
+
 class VLMServiceController(Controller):
     KIND = "VLMService"
     RESOURCE = k8s.VLMSERVICES
@@ -47,7 +51,10 @@ class VLMServiceController(Controller):
         svc = self.parse(body, now, lambda data: (VLMService.model_validate(data), ""))
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         status = dict(body.get("status") or {})
-        conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
+        # A valid spec ends an earlier Invalid/Failed state: unlike a finished job, a service recovers.
+        conditions = [
+            Condition.model_validate(c) for c in status.get("conditions") or [] if c.get("type") not in INVALID_TYPES
+        ]
         resolved, why = self._resolve(svc)
         if resolved is None:
             set_condition(conditions, "ModelResolved", "False", "CheckpointNotFound", why, now, report_false=True)
