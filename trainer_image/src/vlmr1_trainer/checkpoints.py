@@ -39,6 +39,7 @@ __all__ = [
     "checkpoint_dirs",
     "find_resumable",
     "list_checkpoints",
+    "manifest_digest",
     "metric_value",
     "prune",
     "save_checkpoint",
@@ -154,7 +155,8 @@ def _manifest_bytes(step: int, files: dict[str, dict[str, Any]], metrics: Mappin
     return (json.dumps(manifest, sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
 
 
-def _digest(data: bytes) -> str:
+def manifest_digest(data: bytes) -> str:
+    """A checkpoint's digest: ``sha256:<hex>`` of its manifest's bytes."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -216,7 +218,7 @@ def save_checkpoint(
     for stale in root.glob(f"{_TMP_PREFIX}{step}-old-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return CheckpointInfo(
-        path=final, step=step, digest=_digest(data), metrics=_json_safe(metrics), uri=_uri(uri, final)
+        path=final, step=step, digest=manifest_digest(data), metrics=_json_safe(metrics), uri=_uri(uri, final)
     )
 
 
@@ -242,7 +244,7 @@ def _read_manifest(path: Path, result: VerifyResult) -> dict[str, Any] | None:
     if not isinstance(files, dict) or not isinstance(step, int) or isinstance(step, bool):
         result.errors.append(f"{MANIFEST} lacks a files table or an integer step")
         return None
-    result.digest = _digest(data)
+    result.digest = manifest_digest(data)
     result.step = step
     metrics = manifest.get("metrics")
     result.metrics = metrics if isinstance(metrics, dict) else {}

@@ -251,7 +251,8 @@ class GRPOJobStatus(ApiModel):
     """Saved checkpoints, oldest first."""
 
     best_checkpoint: CheckpointStatus | None = None
-    """The checkpoint marked best."""
+    """The best checkpoint by spec.checkpoint.bestMetric (ties to the newer); what fromJob best and
+    `vlmr1 promote --select best` choose."""
 
 
 class GRPOJobMeta(ObjectMeta):

@@ -9,7 +9,6 @@ branch), so the repository is either promoted or untouched.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ from vlmr1_operator.gitops import PromoteError
 from vlmr1_operator.gitops.edit import EditResult, Pin, find_service, pin_model, write_atomically
 from vlmr1_operator.gitops.git import GitError, Repo
 from vlmr1_operator.gitops.select import Candidate, Gate, GateResult, Selection, check_gates, choose
-from vlmr1_trainer.checkpoints import MANIFEST, list_checkpoints, verify_checkpoint
+from vlmr1_trainer.checkpoints import MANIFEST, list_checkpoints, manifest_digest, verify_checkpoint
 
 __all__ = ["JobReader", "Outcome", "Request", "Source", "Verified", "promote"]
 
@@ -302,7 +301,7 @@ def verify(candidate: Candidate, pvc_root: Path) -> Verified:
     if result.step != candidate.step:
         raise PromoteError(f"{path} holds the manifest of step {result.step}, not step {candidate.step}")
     data = (path / MANIFEST).read_bytes()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = manifest_digest(data)  # re-read: the manifest must still be the one that verified
     if digest != result.digest or (candidate.digest is not None and candidate.digest != digest):
         raise PromoteError(
             f"the status and the files disagree: the source records {candidate.digest} for step {candidate.step}, "
