@@ -155,3 +155,39 @@ def test_load_vlm_from_a_model_spec(cache: Path) -> None:
     assert type(loaded.model).__name__ == "InternVLForConditionalGeneration"
     assert loaded.model.config._attn_implementation == "eager"
     assert type(loaded.processor).__name__ == "TinyInternVLProcessor"
+
+
+def test_flash_attention_falls_back_to_sdpa_where_it_cannot_run(cache: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An image without flash-attn (or a CPU machine) still trains a spec that asks for it,
+    # as examples/grpojob-rec.yaml does: with sdpa, and a warning naming the fix.
+    from vlmr1_trainer.config import ModelSpec
+    from vlmr1_trainer.vlm import load_vlm
+
+    with caplog.at_level("WARNING", logger="vlmr1_trainer.vlm.base"):
+        loaded = load_vlm(
+            ModelSpec(uri="builtin://tiny-qwen2.5-vl", attn_implementation="flash_attention_2"), dtype=torch.float32
+        )
+    assert loaded.model.config._attn_implementation == "sdpa"
+    assert "flash-attn" in caplog.text and "attnImplementation: sdpa" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("requested", "flash_available", "expected"),
+    [
+        (None, False, None),  # transformers' default (sdpa)
+        (None, True, "flash_attention_2"),  # VLM-R1's choice where it can run
+        ("flash_attention_2", True, "flash_attention_2"),
+        ("flash_attention_2", False, "sdpa"),
+        ("sdpa", True, "sdpa"),
+        ("eager", False, "eager"),
+    ],
+)
+def test_attention_kernel_resolution(
+    requested: str | None, flash_available: bool, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers.utils
+
+    from vlmr1_trainer.vlm.base import resolve_attn_implementation
+
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: flash_available)
+    assert resolve_attn_implementation(requested) == expected

@@ -128,7 +128,8 @@ class ModelSpec(ApiModel):
     """Hub revision (branch, tag or commit) for hub ids; ignored for paths."""
 
     attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None
-    """Attention kernel. Unset: flash_attention_2 on NVIDIA when installed, else sdpa."""
+    """Attention kernel. Unset: flash_attention_2 where flash-attn and a CUDA device are there,
+    else sdpa. flash_attention_2 asked for where it cannot run falls back to sdpa with a warning."""
 
     min_pixels: int = Field(default=3136, ge=784)
     """Smallest image size (pixels) the processor resizes to. VLM-R1: 3136 (56x56)."""

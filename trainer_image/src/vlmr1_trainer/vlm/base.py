@@ -11,6 +11,7 @@ Import-light: torch, transformers and peft are imported inside the methods that 
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +28,39 @@ if TYPE_CHECKING:
 
     from vlmr1_trainer.storage import ModelSource
 
-__all__ = ["VLMFamily"]
+__all__ = ["VLMFamily", "resolve_attn_implementation"]
+
+log = logging.getLogger(__name__)
+
+FLASH_ATTENTION_2 = "flash_attention_2"
+
+
+def resolve_attn_implementation(requested: str | None) -> str | None:
+    """The attention kernel to load a model with on this machine (``model.attnImplementation``).
+
+    flash_attention_2 needs the flash-attn package and a CUDA device. Unset, it is chosen when
+    both are there (VLM-R1's scripts ask for it), else None: transformers' default, sdpa. Asked
+    for where it cannot run (a CPU machine, an image without flash-attn), sdpa is used with a
+    warning rather than failing the job: the same attention, computed by PyTorch's kernels.
+    Other values are passed through.
+
+    >>> resolve_attn_implementation("eager")
+    'eager'
+    """
+    if requested not in (None, FLASH_ATTENTION_2):
+        return requested
+    from transformers.utils import is_flash_attn_2_available
+
+    if is_flash_attn_2_available():
+        return FLASH_ATTENTION_2
+    if requested == FLASH_ATTENTION_2:
+        log.warning(
+            "model.attnImplementation flash_attention_2 needs the flash-attn package and a CUDA device, "
+            "and this process has not both; using sdpa. Install flash-attn (the trainer image's cuda target "
+            "has it) or set attnImplementation: sdpa to silence this."
+        )
+        return "sdpa"
+    return None
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -81,13 +114,15 @@ class VLMFamily(ABC):
         attn_implementation: str | None = None,
         **kwargs: Any,
     ) -> PreTrainedModel:
-        """Load the model from a uri with ``from_pretrained`` (unset options are not passed)."""
+        """Load the model from a uri with ``from_pretrained`` (unset options are not passed; the
+        attention kernel is resolved for this machine by :func:`resolve_attn_implementation`)."""
         resolved = self.resolve(source, revision)
         options: dict[str, Any] = dict(kwargs)
         if resolved.revision is not None:
             options["revision"] = resolved.revision
         if dtype is not None:
             options["dtype"] = dtype
+        attn_implementation = resolve_attn_implementation(attn_implementation)
         if attn_implementation is not None:
             options["attn_implementation"] = attn_implementation
         model: PreTrainedModel = self.model_class().from_pretrained(resolved.pretrained, **options)
