@@ -184,6 +184,22 @@ def test_crash_after_checkpoint_then_resume(tmp_path: Path) -> None:
     assert [e["step"] for e in result.log_history if "reward" in e] == [1, 2, 3, 4]
 
 
+def test_a_resumed_run_keeps_the_original_reference_model(tmp_path: Path) -> None:
+    # The KL term anchors the policy to the model the job started from; a gang restart that
+    # resumed from a checkpoint must not silently move that anchor to the checkpoint.
+    cfg = config(grpo={"beta": 0.04})
+    train(cfg, RunOptions(output_dir=tmp_path))
+    checkpoint = tmp_path / CHECKPOINTS / "checkpoint-2"
+    trainer, _, _ = build_trainer(cfg, RunOptions(output_dir=tmp_path / "resumed"), resume_from=checkpoint)
+    base, _, _ = build_trainer(cfg, RunOptions(output_dir=tmp_path / "fresh"))
+    assert trainer.ref_model is not None
+    reference = dict(trainer.ref_model.named_parameters())
+    original = dict(base.model.named_parameters())
+    assert all(torch.equal(reference[n], original[n]) for n in original)
+    policy = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(policy[n], original[n]) for n in original), "the policy resumes the trained weights"
+
+
 def test_corrupted_checkpoint_is_skipped_on_resume(tmp_path: Path) -> None:
     cfg = config(training={"maxSteps": 4, "saveSteps": 2})
     train(cfg, RunOptions(output_dir=tmp_path))

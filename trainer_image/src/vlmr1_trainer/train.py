@@ -347,10 +347,10 @@ def build_trainer(
     from vlmr1_trainer.vlm.prompts import format_question
 
     dtype = torch_dtype(config, options.accelerator)
-    loaded = load_vlm(config.model, dtype=dtype)
+    # A resumed full fine-tune loads the checkpoint's weights (once: at scale every rank holds a copy).
+    weights = str(resume_from) if resume_from is not None and config.finetuning.mode != "lora" else None
+    loaded = load_vlm(config.model, dtype=dtype, weights=weights)
     family, model, processor = loaded.family, loaded.model, loaded.processor
-    if resume_from is not None and config.finetuning.mode != "lora":
-        model = family.load_model(str(resume_from), dtype=dtype, attn_implementation=config.model.attn_implementation)
     template = family.question_template(config.task)
     datasets = [
         spec.model_copy(

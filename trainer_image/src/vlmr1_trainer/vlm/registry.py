@@ -76,13 +76,27 @@ class LoadedVLM:
 
 
 def load_vlm(
-    spec: ModelSpec, *, dtype: Any = None, downloader: Downloader | None = None, **model_kwargs: Any
+    spec: ModelSpec,
+    *,
+    dtype: Any = None,
+    downloader: Downloader | None = None,
+    weights: str | None = None,
+    **model_kwargs: Any,
 ) -> LoadedVLM:
-    """Resolve ``spec.uri`` once and load model and processor through the spec's family."""
+    """Resolve ``spec.uri`` once and load model and processor through the spec's family.
+
+    ``weights`` (a resumed full checkpoint's folder) replaces the weights only: the processor
+    and the model's recorded origin stay the spec's model, from which TRL builds the
+    reference model, so a restart keeps the KL anchor the job started with.
+    """
     from vlmr1_trainer.storage import resolve_model
 
     family = get_family(spec.resolved_family)
     source = resolve_model(spec.uri, spec.revision, downloader=downloader)
-    model = family.load_model(source, dtype=dtype, attn_implementation=spec.attn_implementation, **model_kwargs)
+    model = family.load_model(
+        weights or source, dtype=dtype, attn_implementation=spec.attn_implementation, **model_kwargs
+    )
+    if weights is not None:
+        model.config._name_or_path = source.pretrained
     processor = family.load_processor(source, min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
     return LoadedVLM(family=family, model=model, processor=processor, source=source)
