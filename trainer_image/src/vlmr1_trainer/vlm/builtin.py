@@ -29,6 +29,7 @@ __all__ = [
     "build_builtin",
     "builtin_dir",
     "ensure_builtin",
+    "qwen2_5_vl_processor",
 ]
 
 RECIPE_VERSION = 1
@@ -123,10 +124,16 @@ def _tokenizer_parts() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, [(str(a), str(b)) for a, b in pairs]
 
 
-def _tokenizer(specials: tuple[str, ...], named: dict[str, str], chat_template: str) -> Any:
+def _tokenizer(
+    specials: tuple[str, ...],
+    named: dict[str, str],
+    chat_template: str,
+    parts: tuple[dict[str, int], list[tuple[str, str]]] | None = None,
+) -> Any:
     from transformers import Qwen2Tokenizer
 
-    vocab, merges = _tokenizer_parts()
+    vocab, merges = parts or _tokenizer_parts()
+    vocab = dict(vocab)
     for token in specials:
         vocab[token] = len(vocab)
     extra: dict[str, str] | list[str] = named or [t for t in specials if t != "<|endoftext|>"]
@@ -169,16 +176,28 @@ def _save(model: Any, processor: Any, dest: Path) -> None:
     processor.save_pretrained(dest)
 
 
-def _build_qwen(dest: Path) -> None:
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def qwen2_5_vl_processor(
+    *, min_pixels: int, max_pixels: int, parts: tuple[dict[str, int], list[tuple[str, str]]] | None = None
+) -> Any:
+    """A Qwen2.5-VL processor built offline: Qwen's special tokens (appended to the vocabulary in
+    Qwen's order, so a vocabulary of 151,643 byte-level tokens gives them Qwen2.5's own ids), its
+    chat template, and the PIL image processor with the given pixel bounds. ``parts`` is a
+    byte-level BPE ``(vocab, merges)``; default: the tiny one trained on the builtin corpus."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from vlmr1_trainer.vlm._tiny_processors import TinyQwen2_5_VLProcessor
 
-    tokenizer = _tokenizer(_QWEN_SPECIALS, {}, _QWEN_CHAT_TEMPLATE)
+    tokenizer = _tokenizer(_QWEN_SPECIALS, {}, _QWEN_CHAT_TEMPLATE, parts)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+    return TinyQwen2_5_VLProcessor(image_processor, tokenizer, chat_template=_QWEN_CHAT_TEMPLATE)
+
+
+def _build_qwen(dest: Path) -> None:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
     # 56x56 .. 112x112 pixels: 4 to 16 image tokens after the 2x2 merge.
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
-    processor = TinyQwen2_5_VLProcessor(image_processor, tokenizer, chat_template=_QWEN_CHAT_TEMPLATE)
+    processor = qwen2_5_vl_processor(min_pixels=56 * 56, max_pixels=112 * 112)
+    tokenizer = processor.tokenizer
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
         # mrope_section sums to head_dim / 2 = 64 / 4 / 2.
