@@ -379,7 +379,7 @@ def child_build(task: dict[str, Any]) -> None:
 
 def trainer_config(task: dict[str, Any]) -> Any:
     """The TrainerConfig both sides are measured with (bare TRL copies its values)."""
-    from vlmr1_trainer.config import TrainerConfig
+    from vlmr1_core.config import TrainerConfig
 
     workdir, opts, mode = Path(task["workdir"]), task["opts"], task["mode"]
     on_gpu = _device() == "cuda"
@@ -516,7 +516,7 @@ def train_bare(config: Any, output: Path, probe: Any) -> None:
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
 
-    import vlmr1_trainer.vlm._tiny_processors  # noqa: F401 (the benchmark model's processor class)
+    import vlmr1_core.processors  # noqa: F401 (the benchmark model's processor class)
     from vlmr1_trainer.data import load_samples, open_image, parse_sources
     from vlmr1_trainer.rewards import build
     from vlmr1_trainer.vlm.prompts import REC_TEMPLATE, build_prompt
@@ -650,7 +650,7 @@ def child_smoke(task: dict[str, Any]) -> None:
         dataset["jsonl"] = str(example.parent / dataset["jsonl"])
         dataset["imageRoot"] = str(example.parent / dataset["imageRoot"])
     spec["training"] |= {"precision": "bf16", "gradientCheckpointing": True}
-    cli = [sys.executable, "-m", "vlmr1_operator.cli"]
+    cli = [sys.executable, "-m", "vlmr1_cli"]
     commands = []
     for mode in ("freezeVision", "lora"):
         spec["finetuning"] = {"mode": mode}

@@ -28,7 +28,7 @@ WARMUP = 2
 
 
 def config(steps: int) -> Any:
-    from vlmr1_trainer.config import TrainerConfig
+    from vlmr1_core.config import TrainerConfig
 
     return TrainerConfig.model_validate(
         {
@@ -88,7 +88,7 @@ def run_bare(steps: int, out: Path) -> list[float]:
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
 
-    import vlmr1_trainer.vlm._tiny_processors  # noqa: F401 (the builtin processor class)
+    import vlmr1_core.processors  # noqa: F401 (the builtin processor class)
     from vlmr1_trainer.data import load_samples, open_image, parse_sources
     from vlmr1_trainer.rewards import build
     from vlmr1_trainer.vlm.builtin import ensure_builtin

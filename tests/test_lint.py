@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ["operator/src", "trainer_image/src", "serving_image/src"]
+PACKAGES = ["core/src", "operator/src", "trainer_image/src", "serving_image/src", "cli/src", "devtools/src"]
 #: Everything Python that ruff checks; bench/ joins once it exists.
 LINTED = [*PACKAGES, *(d for d in ("tests", "bench") if (REPO / d).is_dir())]
 

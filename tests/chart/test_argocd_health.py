@@ -23,9 +23,9 @@ import pytest
 import yaml
 from lupa import lua51
 
+from vlmr1_core.api.grpojob import GRPOJob, GRPOJobPhase, GRPOJobStatus
+from vlmr1_core.api.vlmservice import VLMServicePhase, VLMServiceStatus
 from vlmr1_operator import k8s
-from vlmr1_operator.api.grpojob import GRPOJob, GRPOJobPhase, GRPOJobStatus
-from vlmr1_operator.api.vlmservice import VLMServicePhase, VLMServiceStatus
 from vlmr1_operator.builders.grpojob import spec_hash
 from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE
 from vlmr1_operator.handlers.grpojob import GRPOJobController

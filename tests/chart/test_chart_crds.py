@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from vlmr1_operator.crdgen import render_all
+from vlmr1_core.crdgen import render_all
 from vlmr1_operator.permissions import RULES
 
 from .conftest import CHART, REPO
@@ -22,7 +22,7 @@ DEVCLUSTER_PEERING = REPO / "operator" / "src" / "vlmr1_operator" / "devcluster"
 def test_chart_crds_are_up_to_date() -> None:
     """`vlmr1 crds --check` compares crds/ and helm/vlmr1/crds/ with the API models."""
     result = subprocess.run(
-        [sys.executable, "-m", "vlmr1_operator.cli", "crds", "--check"],
+        [sys.executable, "-m", "vlmr1_cli", "crds", "--check"],
         cwd=REPO,
         capture_output=True,
         text=True,

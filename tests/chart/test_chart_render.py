@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vlmr1_operator.cli import build_parser
+from vlmr1_cli import build_parser
 from vlmr1_operator.settings import ENV_PREFIX, PEERING_NAME, OperatorSettings
 
 from .conftest import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Helm, env_of, of_kind, one

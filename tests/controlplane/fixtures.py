@@ -1,4 +1,4 @@
-"""pytest fixtures for the local control plane (``vlmr1_operator.devcluster``).
+"""pytest fixtures for the local control plane (``vlmr1_devtools.devcluster``).
 
 Third-party imports: pytest (and, through the package, cryptography/aiohttp).
 
@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import pytest
 
-from vlmr1_operator import devcluster
+from vlmr1_devtools import devcluster
 
 
 def load_controlplane() -> Any:

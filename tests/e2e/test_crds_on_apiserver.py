@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CRDS = sorted((REPO / "crds").glob("*.yaml"))
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-BAD = sorted((REPO / "tests" / "vlmr1_operator" / "bad_manifests").glob("*.yaml"))
+BAD = sorted((REPO / "tests" / "vlmr1_core" / "bad_manifests").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from vlmr1_operator.api.grpojob import GRPOJob
+from vlmr1_core.api.grpojob import GRPOJob
 from vlmr1_operator.builders import build_grpojob
 from vlmr1_operator.settings import OperatorSettings
 from vlmr1_serving.metrics import start_adapter
@@ -145,7 +145,7 @@ class Operator:
             # default 1m window would underestimate them (the query is a setting for this).
             "VLMR1_OPERATOR_PROMETHEUS_TOKENS_QUERY": PROMETHEUS_TOKENS_QUERY,
         }
-        argv = [sys.executable, "-m", "vlmr1_operator.cli", "operator", "--namespace", self.namespace,
+        argv = [sys.executable, "-m", "vlmr1_cli", "operator", "--namespace", self.namespace,
                 "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port)]  # fmt: skip
         if not self.peering:
             argv.append("--standalone")
@@ -629,7 +629,7 @@ def test_gitops_promotion_end_to_end(cluster: Any, operator: Operator, tmp_path:
            "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com"}  # fmt: skip
 
     def vlmr1(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "vlmr1_operator.cli", *args]
+        argv = [sys.executable, "-m", "vlmr1_cli", *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
 
     def git(*args: str) -> str:

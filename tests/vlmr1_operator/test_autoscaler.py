@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmr1_operator.api.vlmservice import AutoscalingSpec, ReplicaRange
+from vlmr1_core.api.vlmservice import AutoscalingSpec, ReplicaRange
 from vlmr1_operator.autoscaler import Observation, Policy, State, decide
 
 CAPACITY = 1000.0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlmr1_operator.api import GRPOJob, VLMService
-from vlmr1_operator.api.manifest import load_manifests
+from vlmr1_core.api import GRPOJob, VLMService
+from vlmr1_core.api.manifest import load_manifests
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

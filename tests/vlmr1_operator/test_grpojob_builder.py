@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from vlmr1_operator.api.grpojob import GRPOJob
-from vlmr1_operator.api.manifest import load_manifest
+from vlmr1_core.api.grpojob import GRPOJob
+from vlmr1_core.api.manifest import load_manifest
 from vlmr1_operator.builders import build_grpojob
 from vlmr1_operator.builders.common import merge, to_yaml
 from vlmr1_operator.settings import OperatorSettings

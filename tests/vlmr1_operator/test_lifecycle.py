@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vlmr1_operator.api.grpojob import GRPOJob
+from vlmr1_core.api.grpojob import GRPOJob
 from vlmr1_operator.builders.grpojob import spec_hash
 from vlmr1_operator.lifecycle import Plan, PodState, reconcile
 from vlmr1_operator.settings import OperatorSettings

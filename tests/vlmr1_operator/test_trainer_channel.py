@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 
-from vlmr1_operator.api.grpojob import GRPOJobStatus
+from vlmr1_core.api.grpojob import GRPOJobStatus
 from vlmr1_operator.progress import TrainerReport, fold, parse_metrics
 from vlmr1_trainer.progress.metrics import ProgressMetrics
 from vlmr1_trainer.progress.record import record_from_logs

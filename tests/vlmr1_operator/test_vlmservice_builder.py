@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from vlmr1_operator.api.manifest import load_manifest
-from vlmr1_operator.api.vlmservice import VLMService
+from vlmr1_core.api.manifest import load_manifest
+from vlmr1_core.api.vlmservice import VLMService
 from vlmr1_operator.builders import build_vlmservice
 from vlmr1_operator.builders.common import to_yaml
 from vlmr1_operator.builders.vlmservice import endpoint

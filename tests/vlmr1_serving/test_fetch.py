@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from vlmr1_core.checkpoints import CheckpointInfo, save_checkpoint
 from vlmr1_serving import __main__ as entry
 from vlmr1_serving.fetch import FetchError, fetch_checkpoint, parse_hf_uri, planned_path
-from vlmr1_trainer.checkpoints import CheckpointInfo, save_checkpoint
 
 
 def _write(folder: Path) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from vlmr1_core.checkpoints import CheckpointInfo, save_checkpoint
 from vlmr1_serving.metrics import parse_prometheus_text
-from vlmr1_trainer.checkpoints import CheckpointInfo, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE = 120.0

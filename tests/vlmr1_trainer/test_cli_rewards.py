@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmr1_trainer import cli
+from vlmr1_cli import rewards as cli
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -137,7 +137,7 @@ def test_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
 
 def test_register_imports_nothing_heavy() -> None:
     code = (
-        "import argparse, sys; from vlmr1_trainer import cli; "
+        "import argparse, sys; from vlmr1_cli import rewards as cli; "
         "cli.register(argparse.ArgumentParser().add_subparsers()); "
         "print(sorted(m for m in ('vlmr1_trainer.rewards', 'numpy', 'torch') if m in sys.modules))"
     )

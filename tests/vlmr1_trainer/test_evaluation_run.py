@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from vlmr1_trainer.checkpoints import verify_checkpoint
-from vlmr1_trainer.config import TrainerConfig
+from vlmr1_core.checkpoints import verify_checkpoint
+from vlmr1_core.config import TrainerConfig
 from vlmr1_trainer.evaluation import generate as generate_module
 from vlmr1_trainer.evaluation.policy import PolicyError, load_policy
 from vlmr1_trainer.evaluation.runner import EvalSet, evaluate
@@ -49,7 +49,7 @@ def job(**overrides: Any) -> TrainerConfig:
 
 def vlmr1(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vlmr1_operator.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+        [sys.executable, "-m", "vlmr1_cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd
     )
 
 

@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
+from vlmr1_core.checkpoints import CheckpointInfo
 from vlmr1_trainer import rewards
-from vlmr1_trainer.checkpoints import CheckpointInfo
 from vlmr1_trainer.progress import (
     COMPLETIONS_FILE,
     METRICS_FILE,

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmr1_operator.api import GRPOJob
-from vlmr1_operator.api.manifest import load_manifests
+from vlmr1_core.api import GRPOJob
+from vlmr1_core.api.manifest import load_manifests
 from vlmr1_trainer import data, rewards
 from vlmr1_trainer.rewards.rec import ground_truth_box
 

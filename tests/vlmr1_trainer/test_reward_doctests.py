@@ -10,7 +10,7 @@ import pytest
 
 import vlmr1_trainer.rewards
 
-MODULES = ["vlmr1_trainer.data", "vlmr1_trainer.cli", "vlmr1_trainer.rewards"] + [
+MODULES = ["vlmr1_trainer.data", "vlmr1_trainer.commands.rewards", "vlmr1_trainer.rewards"] + [
     f"vlmr1_trainer.rewards.{m.name}" for m in pkgutil.iter_modules(vlmr1_trainer.rewards.__path__)
 ]
 

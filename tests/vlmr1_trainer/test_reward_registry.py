@@ -120,7 +120,7 @@ def test_non_finite_score_becomes_zero_and_bugs_score_zero(caplog: pytest.LogCap
 
 def test_known_rewards_list_matches_the_registry() -> None:
     """The operator validates reward names against config.KNOWN_REWARDS (it cannot import the registry)."""
-    from vlmr1_trainer.config import KNOWN_REWARDS
+    from vlmr1_core.config import KNOWN_REWARDS
     from vlmr1_trainer.rewards import available
 
     assert {name for name in available() if not name.startswith("test_")} == KNOWN_REWARDS

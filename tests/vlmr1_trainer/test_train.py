@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from transformers import TrainerCallback
 
-from vlmr1_trainer.checkpoints import find_resumable, verify_checkpoint
-from vlmr1_trainer.config import TrainerConfig
+from vlmr1_core.checkpoints import find_resumable, verify_checkpoint
+from vlmr1_core.config import TrainerConfig
 from vlmr1_trainer.rewards import Reward, available, register
 from vlmr1_trainer.train import CHECKPOINTS, RunOptions, build_trainer, train
 
@@ -228,7 +228,7 @@ def test_vlmr1_run_two_ranks(tmp_path: Path, nnodes: int, nproc: int) -> None:
     point hands its two processes to torchrun (what a pod with processesPerNode 2 does)."""
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "vlmr1_operator.cli", "run", str(REPO / "examples" / "grpojob-rec-local.yaml"),
+        [sys.executable, "-m", "vlmr1_cli", "run", str(REPO / "examples" / "grpojob-rec-local.yaml"),
          "--output", str(out), "--nnodes", str(nnodes), "--nproc-per-node", str(nproc), "--max-steps", "2"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -244,7 +244,7 @@ def test_vlmr1_run_two_ranks(tmp_path: Path, nnodes: int, nproc: int) -> None:
 def test_vlmr1_run_in_process_writes_metrics(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "vlmr1_operator.cli", "run", str(REPO / "examples" / "grpojob-rec-local.yaml"),
+        [sys.executable, "-m", "vlmr1_cli", "run", str(REPO / "examples" / "grpojob-rec-local.yaml"),
          "--output", str(out), "--max-steps", "2"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
@@ -266,7 +266,7 @@ def test_bad_local_world_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text(job)
     shutil.copytree(REPO / "examples" / "data", tmp_path / "data")
     proc = subprocess.run(
-        [sys.executable, "-m", "vlmr1_operator.cli", "run", str(path), "--output", str(tmp_path / "o")],
+        [sys.executable, "-m", "vlmr1_cli", "run", str(path), "--output", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0
@@ -275,7 +275,7 @@ def test_bad_local_world_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_recorded_checkpoint_uris_name_the_folders_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The uri in status and manifests, resolved where the claim is mounted, is the checkpoint folder."""
-    from vlmr1_trainer.storage import resolve_local_path
+    from vlmr1_core.uri import resolve_local_path
     from vlmr1_trainer.worker import checkpoint_base_uri, output_dir
 
     monkeypatch.setenv("VLMR1_PVC_ROOT", str(tmp_path))

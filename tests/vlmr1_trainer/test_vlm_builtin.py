@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmr1_trainer.checkpoints import sha256_file
+from vlmr1_core.checkpoints import sha256_file
 from vlmr1_trainer.vlm import builtin
 from vlmr1_trainer.vlm.builtin import MARKER, build_builtin, builtin_dir, ensure_builtin
 

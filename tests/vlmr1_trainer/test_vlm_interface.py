@@ -146,8 +146,8 @@ def test_vision_parameter_names_survive_wrapper_prefixes() -> None:
 
 def test_light_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, vlmr1_trainer.vlm, vlmr1_trainer.checkpoints, vlmr1_trainer.storage, "
-        "vlmr1_trainer.cli_checkpoints, vlmr1_trainer.vlm.builtin;"
+        "import sys, vlmr1_trainer.vlm, vlmr1_core.checkpoints, vlmr1_trainer.storage, "
+        "vlmr1_cli.checkpoints, vlmr1_trainer.vlm.builtin;"
         "from vlmr1_trainer.vlm import get_family; get_family('qwen2.5-vl'); get_family('internvl');"
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'PIL') if m in sys.modules);"
         "print(','.join(heavy))"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlmr1_trainer.config import LoraSpec
+from vlmr1_core.config import LoraSpec
 from vlmr1_trainer.vlm import VLMFamily, get_family
 
 FAMILIES = {"qwen2.5-vl": "tiny-qwen2.5-vl", "internvl": "tiny-internvl"}
@@ -147,7 +147,7 @@ def test_pixel_bounds_apply_to_real_models_only(cache: Path) -> None:
 
 
 def test_load_vlm_from_a_model_spec(cache: Path) -> None:
-    from vlmr1_trainer.config import ModelSpec
+    from vlmr1_core.config import ModelSpec
     from vlmr1_trainer.vlm import load_vlm
 
     loaded = load_vlm(ModelSpec(uri="builtin://tiny-internvl", attn_implementation="eager"), dtype=torch.float32)
@@ -160,7 +160,7 @@ def test_load_vlm_from_a_model_spec(cache: Path) -> None:
 def test_flash_attention_falls_back_to_sdpa_where_it_cannot_run(cache: Path, caplog: pytest.LogCaptureFixture) -> None:
     # An image without flash-attn (or a CPU machine) still trains a spec that asks for it,
     # as examples/grpojob-rec.yaml does: with sdpa, and a warning naming the fix.
-    from vlmr1_trainer.config import ModelSpec
+    from vlmr1_core.config import ModelSpec
     from vlmr1_trainer.vlm import load_vlm
 
     with caplog.at_level("WARNING", logger="vlmr1_trainer.vlm.base"):
@@ -185,9 +185,9 @@ def test_flash_attention_falls_back_to_sdpa_where_it_cannot_run(cache: Path, cap
 def test_attention_kernel_resolution(
     requested: str | None, flash_available: bool, expected: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import transformers.utils
+    import transformers.utils.import_utils
 
     from vlmr1_trainer.vlm.base import resolve_attn_implementation
 
-    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: flash_available)
+    monkeypatch.setattr(transformers.utils.import_utils, "is_flash_attn_2_available", lambda: flash_available)
     assert resolve_attn_implementation(requested) == expected

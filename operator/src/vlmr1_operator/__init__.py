@@ -1,1 +1,1 @@
-"""vlmr1 operator: GRPOJob and VLMService controllers, CRD generation and the vlmr1 CLI."""
+"""vlmr1 operator: the GRPOJob and VLMService controllers (kopf), their builders and planners."""

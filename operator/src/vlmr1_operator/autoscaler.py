@@ -49,7 +49,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from vlmr1_operator.api.vlmservice import AutoscalingSpec, ReplicaRange
+from vlmr1_core.api.vlmservice import AutoscalingSpec, ReplicaRange
 
 #: A previous observation older than this many evaluation periods is not used for the queue's
 #: growth rate (a missed scrape or an operator restart would otherwise average over a gap).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from vlmr1_operator.api.common import Condition
+from vlmr1_core.api.common import Condition
 
 Status = Literal["True", "False", "Unknown"]
 

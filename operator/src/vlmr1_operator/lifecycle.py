@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from vlmr1_operator.api.grpojob import GRPOJob, GRPOJobStatus, ReplicaCounts
+from vlmr1_core.api.grpojob import GRPOJob, GRPOJobStatus, ReplicaCounts
 from vlmr1_operator.builders import build_grpojob
 from vlmr1_operator.builders.common import LABEL_INDEX, LABEL_RESTART, Manifest
 from vlmr1_operator.builders.grpojob import SPEC_HASH_ANNOTATION, spec_hash

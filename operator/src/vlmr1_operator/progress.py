@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from vlmr1_trainer.checkpoints import best_index
+from vlmr1_core.checkpoints import best_index
 
 PREFIX = "vlmr1_trainer_"
 

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from vlmr1_operator.api.common import Accelerator
-from vlmr1_operator.api.vlmservice import Engine
+from vlmr1_core.accelerators import Accelerator
+from vlmr1_core.api.vlmservice import Engine
+from vlmr1_core.apimodel import ApiModel
+from vlmr1_core.uri import DEFAULT_PVC_ROOT
 from vlmr1_operator.throughput import DEFAULT_TOKENS_QUERY, DEFAULT_WAITING_QUERY
-from vlmr1_trainer.apimodel import ApiModel
 
 ENV_PREFIX = "VLMR1_OPERATOR_"
 
@@ -67,7 +68,7 @@ class OperatorSettings(ApiModel):
     progress_poll_seconds: float = Field(default=15.0, gt=0)
     """How often running jobs are reconciled and their trainer's progress read."""
 
-    pvc_root: str = "/mnt/pvc"
+    pvc_root: str = DEFAULT_PVC_ROOT
     """Where `pvc://claim/path` uris are mounted in pods (claim at <root>/<claim>)."""
 
     config_path: str = "/etc/vlmr1"

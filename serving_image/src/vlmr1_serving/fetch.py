@@ -1,7 +1,7 @@
 """Fetch the pinned checkpoint and verify it before anything is served.
 
 Every uri form ends at a local folder that must be a vlmr1 checkpoint (a
-``manifest.json`` with the sha256 of every file, :mod:`vlmr1_trainer.checkpoints`):
+``manifest.json`` with the sha256 of every file, :mod:`vlmr1_core.checkpoints`):
 
 * a path, or ``pvc://claim/path`` (the claim mounted under ``$VLMR1_PVC_ROOT``): used in place;
 * ``s3://bucket/prefix``: downloaded once into ``$VLMR1_CACHE_DIR/s3`` (pluggable downloader);
@@ -13,7 +13,7 @@ Every uri form ends at a local folder that must be a vlmr1 checkpoint (a
   weights are downloaded; then exactly the files the manifest lists are fetched into
   ``$VLMR1_CACHE_DIR/hf/<digest>`` (content-addressed: a restart reuses them).
 
-Then :func:`vlmr1_trainer.checkpoints.verify_checkpoint` hashes every file (missing,
+Then :func:`vlmr1_core.checkpoints.verify_checkpoint` hashes every file (missing,
 changed and extra files are problems) and the manifest digest must equal the spec's
 ``model.digest``. Any failure raises :class:`FetchError`, whose message names the uri,
 the path and each problem; the caller exits before the engine starts.
@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmr1_trainer.checkpoints import MANIFEST, verify_checkpoint
-from vlmr1_trainer.storage import Downloader, StorageError, cache_dir, resolve_local_path
+from vlmr1_core.checkpoints import MANIFEST, verify_checkpoint
+from vlmr1_core.uri import Downloader, StorageError, cache_dir, resolve_local_path
 
 __all__ = [
     "FetchError",
@@ -98,7 +98,7 @@ def _manifest_files(manifest_path: Path) -> list[str]:
 
 
 def _fetch_hf(uri: str, digest: str, downloader: HubDownloader, cache_root: Path) -> Path:
-    from vlmr1_trainer.checkpoints import sha256_file
+    from vlmr1_core.checkpoints import sha256_file
 
     repo_id, revision = parse_hf_uri(uri)
     final = cache_root / "hf" / digest.removeprefix("sha256:")

@@ -122,7 +122,7 @@ class Engine:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         # Registers vlmr1's processor classes (the builtin tiny models name them).
-        import vlmr1_trainer.vlm._tiny_processors  # noqa: F401
+        import vlmr1_core.processors  # noqa: F401
 
         self.settings = settings
         self.torch = torch

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from vlmr1_operator.api.vlmservice import VLMService, VLMServiceSpec
+from vlmr1_core.api.vlmservice import VLMService, VLMServiceSpec
 
 __all__ = ["ServedSpec", "SpecError", "load_spec", "parse_spec"]
 

@@ -16,10 +16,11 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from vlmr1_trainer.checkpoints import CheckpointInfo, find_resumable, prune, save_checkpoint
-from vlmr1_trainer.config import TrainerConfig
+from vlmr1_core.accelerators import DIST_BACKEND, Accelerator, torch_device
+from vlmr1_core.checkpoints import CheckpointInfo, find_resumable, prune, save_checkpoint
+from vlmr1_core.config import TrainerConfig
 from vlmr1_trainer.data import BadSampleError, LoadReport, Sample
 
 if TYPE_CHECKING:
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Accelerator = Literal["nvidia", "ascend", "cpu"]
-
-#: torch.distributed backend per accelerator (the operator sets the same in VLMR1_DIST_BACKEND).
-DIST_BACKEND: dict[Accelerator, str] = {"nvidia": "nccl", "ascend": "hccl", "cpu": "gloo"}
 STAGING = "staging"
 CHECKPOINTS = "checkpoints"
 EVALUATION = "evaluation"
@@ -294,8 +291,7 @@ class CheckpointCallback:
 
 
 def _local_device(accelerator: Accelerator) -> str:
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    return {"nvidia": f"cuda:{local_rank}", "ascend": f"npu:{local_rank}", "cpu": "cpu"}[accelerator]
+    return torch_device(accelerator, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _free_device_memory(accelerator: Accelerator) -> None:
@@ -341,8 +337,8 @@ def build_trainer(
     if options.accelerator == "ascend":
         require_torch_npu()
 
+    from vlmr1_core.uri import resolve_local_path
     from vlmr1_trainer.data import VLMR1Dataset, sources_from_specs, to_hf_dataset
-    from vlmr1_trainer.storage import resolve_local_path
     from vlmr1_trainer.vlm import load_vlm
     from vlmr1_trainer.vlm.prompts import format_question
 

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from vlmr1_trainer.config import TrainerConfig
+from vlmr1_core.accelerators import ACCELERATORS
+from vlmr1_core.config import TrainerConfig
 from vlmr1_trainer.launch import NodeEnv, is_worker, torchrun_argv
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
-    from vlmr1_trainer.train import Accelerator, TrainResult
+    from vlmr1_core.accelerators import Accelerator
+    from vlmr1_trainer.train import TrainResult
 
 log = logging.getLogger("vlmr1_trainer")
 
@@ -41,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="run folder (default: checkpoint.uri's path, else %(default)s)")
     p.add_argument(
         "--accelerator",
-        choices=["nvidia", "ascend", "cpu"],
+        choices=ACCELERATORS,
         default=os.environ.get("VLMR1_ACCELERATOR", "cpu"),
         help="device kind (default: $VLMR1_ACCELERATOR, else cpu)",
     )
@@ -73,7 +75,7 @@ def output_dir(config: TrainerConfig, explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit
     if config.checkpoint.uri and not config.checkpoint.uri.startswith("s3://"):
-        from vlmr1_trainer.storage import resolve_local_path
+        from vlmr1_core.uri import resolve_local_path
 
         return resolve_local_path(config.checkpoint.uri)
     return Path(os.environ.get("VLMR1_OUTPUT_DIR", DEFAULT_POD_OUTPUT))

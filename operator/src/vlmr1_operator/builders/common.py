@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from vlmr1_operator.api.common import GROUP_VERSION
+from vlmr1_core.accelerators import DEVICE_RESOURCE, Accelerator
+from vlmr1_core.api.common import GROUP_VERSION
 
 Manifest = dict[str, Any]
 
@@ -73,12 +74,8 @@ def _named_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
 
 
-#: Extended resource name of each accelerator's devices (none on cpu).
-DEVICE_RESOURCE = {"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
-
-
 def container_resources(
-    cpu: str | int | None, memory: str | int | None, accelerator: str, devices: int
+    cpu: str | int | None, memory: str | int | None, accelerator: Accelerator, devices: int
 ) -> dict[str, Any]:
     """Requests equal to limits (Guaranteed QoS: a training gang or a serving replica is
     never the first evicted), with the accelerator's devices."""
@@ -87,8 +84,9 @@ def container_resources(
         amounts["cpu"] = quantity(cpu)
     if memory is not None:
         amounts["memory"] = quantity(memory)
-    if devices and accelerator in DEVICE_RESOURCE:
-        amounts[DEVICE_RESOURCE[accelerator]] = str(devices)
+    resource = DEVICE_RESOURCE.get(accelerator)  # none on cpu
+    if devices and resource:
+        amounts[resource] = str(devices)
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 

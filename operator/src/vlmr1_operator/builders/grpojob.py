@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-from vlmr1_operator.api.grpojob import GRPOJob
+from vlmr1_core.accelerators import DIST_BACKEND, Accelerator
+from vlmr1_core.api.grpojob import GRPOJob
+from vlmr1_core.uri import pvc_claim
 from vlmr1_operator.builders.common import (
     LABEL_INDEX,
     LABEL_JOB,
@@ -41,16 +43,20 @@ SPEC_HASH_ANNOTATION = "vlmr1.io/spec-hash"
 #: Collective-communication settings per accelerator. Async error handling makes a
 #: rank whose peer died fail fast, so the gang restart starts at once instead of
 #: after the collective timeout.
-COMM_ENV = {
-    "nvidia": {"VLMR1_DIST_BACKEND": "nccl", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN"},
+COMM_ENV: dict[Accelerator, dict[str, str]] = {
+    "nvidia": {
+        "VLMR1_DIST_BACKEND": DIST_BACKEND["nvidia"],
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
+        "NCCL_DEBUG": "WARN",
+    },
     "ascend": {
-        "VLMR1_DIST_BACKEND": "hccl",
+        "VLMR1_DIST_BACKEND": DIST_BACKEND["ascend"],
         "HCCL_CONNECT_TIMEOUT": "1200",
         "HCCL_EXEC_TIMEOUT": "1800",
         "HCCL_WHITELIST_DISABLE": "1",
         "TORCH_DEVICE_BACKEND_AUTOLOAD": "1",
     },
-    "cpu": {"VLMR1_DIST_BACKEND": "gloo"},
+    "cpu": {"VLMR1_DIST_BACKEND": DIST_BACKEND["cpu"]},
 }
 
 
@@ -209,14 +215,10 @@ def pvc_claims(job: GRPOJob) -> dict[str, bool]:
     """Claims named by pvc:// uris in the spec -> whether the pods write to it."""
     spec = job.spec
     uris = [spec.model.uri, *(d.jsonl for d in spec.datasets), *(d.image_root or "" for d in spec.datasets)]
-    claims = {_claim(u): False for u in uris if _claim(u)}
-    if spec.checkpoint.uri and _claim(spec.checkpoint.uri):
-        claims[_claim(spec.checkpoint.uri)] = True
+    claims = {claim: False for u in uris if (claim := pvc_claim(u))}
+    if spec.checkpoint.uri and (claim := pvc_claim(spec.checkpoint.uri)):
+        claims[claim] = True
     return claims
-
-
-def _claim(uri: str) -> str:
-    return uri.removeprefix("pvc://").split("/", 1)[0] if uri.startswith("pvc://") else ""
 
 
 def _volumes(job: GRPOJob, settings: OperatorSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

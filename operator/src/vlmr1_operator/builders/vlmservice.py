@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from vlmr1_operator.api.vlmservice import VLMService
+from vlmr1_core.api.vlmservice import VLMService
+from vlmr1_core.uri import pvc_claim
 from vlmr1_operator.builders.common import (
     Manifest,
     container_resources,
@@ -77,9 +78,8 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "scratch", "mountPath": SCRATCH},
     ]
-    uri = spec.model.uri or ""
-    if uri.startswith("pvc://"):
-        claim = uri.removeprefix("pvc://").split("/", 1)[0]
+    claim = pvc_claim(spec.model.uri) if spec.model.uri else None
+    if claim:
         volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": "model", "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": True})
     health = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": PROBE_PERIOD}

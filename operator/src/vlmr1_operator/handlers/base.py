@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import ValidationError
 
+from vlmr1_core.api.common import Condition
 from vlmr1_operator import k8s
-from vlmr1_operator.api.common import Condition
 from vlmr1_operator.conditions import set_condition
 from vlmr1_operator.metrics import OperatorMetrics
 from vlmr1_operator.settings import OperatorSettings

@@ -16,13 +16,13 @@ from typing import Any
 
 import kopf
 
+from vlmr1_core.api.grpojob import GRPOJob
+from vlmr1_core.config import KNOWN_REWARDS
 from vlmr1_operator import k8s, progress
-from vlmr1_operator.api.grpojob import GRPOJob
 from vlmr1_operator.builders.common import LABEL_JOB, MANAGED_BY
 from vlmr1_operator.handlers.base import Controller, owned_by
 from vlmr1_operator.lifecycle import PodState, reconcile
 from vlmr1_operator.settings import OperatorSettings
-from vlmr1_trainer.config import KNOWN_REWARDS
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = "vlmr1.io", "v1alpha1"

@@ -17,9 +17,9 @@ from typing import Any
 
 import kopf
 
+from vlmr1_core.api.common import Condition
+from vlmr1_core.api.vlmservice import VLMService
 from vlmr1_operator import k8s
-from vlmr1_operator.api.common import Condition
-from vlmr1_operator.api.vlmservice import VLMService
 from vlmr1_operator.autoscaler import Observation, Policy, State, decide
 from vlmr1_operator.builders import build_vlmservice
 from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE, endpoint

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from vlmr1_operator.api.vlmservice import Engine, VLMServiceSpec
+    from vlmr1_core.api.vlmservice import Engine, VLMServiceSpec
 
 __all__ = [
     "ENGINES",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from vlmr1_serving.engines import Argv, Option, render_options
 
 if TYPE_CHECKING:
-    from vlmr1_operator.api.vlmservice import VLMServiceSpec
+    from vlmr1_core.api.vlmservice import VLMServiceSpec
 
 __all__ = ["OPTIONS", "PYTHON", "RESERVED", "build"]
 

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from vlmr1_trainer.config import EVAL_METRICS, EvalTask
+from vlmr1_core.config import EVAL_METRICS, EvalTask
 from vlmr1_trainer.rewards._text import first_block, json_blocks, last_block
 from vlmr1_trainer.rewards.accuracy import MathReward
 from vlmr1_trainer.rewards.choice import AllMatchReward

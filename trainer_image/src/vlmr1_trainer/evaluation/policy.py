@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmr1_trainer.checkpoints import MANIFEST, verify_checkpoint
-from vlmr1_trainer.config import ModelSpec, TrainerConfig, detect_family
+from vlmr1_core.checkpoints import MANIFEST, verify_checkpoint
+from vlmr1_core.config import ModelSpec, TrainerConfig, detect_family
 
 if TYPE_CHECKING:
     from vlmr1_trainer.vlm import VLMFamily
@@ -91,7 +91,7 @@ def load_files(path: Path, model: ModelSpec, *, device: str | None = None, famil
 
 def load_policy(target: str, *, family: str | None = None, device: str | None = None, verify: bool = True) -> Policy:
     """A checkpoint folder (verified against its manifest unless ``verify`` is false) or a model uri."""
-    from vlmr1_trainer.storage import StorageError, resolve_local_path
+    from vlmr1_core.uri import StorageError, resolve_local_path
 
     path: Path | None = None
     if target.startswith(("pvc://", "s3://")) or Path(target).is_dir():

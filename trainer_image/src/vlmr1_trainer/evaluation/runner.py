@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmr1_trainer.config import DEFAULT_MAX_COMPLETION_LENGTH, EvalTask, TrainerConfig
+from vlmr1_core.config import DEFAULT_MAX_COMPLETION_LENGTH, EvalTask, TrainerConfig
 
 if TYPE_CHECKING:
     from vlmr1_trainer.evaluation.policy import Policy
@@ -51,8 +51,8 @@ def metric_key(set_name: str, metric: str) -> str:
 def load_rows(policy: Policy, eval_set: EvalSet) -> list[dict[str, Any]]:
     """The set's samples as prompt rows for the policy's family (the training prompt template
     of the set's task), each with its ``source`` (file:line) for error messages."""
+    from vlmr1_core.uri import resolve_local_path
     from vlmr1_trainer.data import DataSource, VLMR1Dataset
-    from vlmr1_trainer.storage import resolve_local_path
     from vlmr1_trainer.train import FamilyRowHook, QuestionTemplate
     from vlmr1_trainer.vlm.prompts import format_question
 

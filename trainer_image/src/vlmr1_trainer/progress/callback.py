@@ -20,7 +20,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from vlmr1_trainer.checkpoints import CheckpointInfo
+from vlmr1_core.checkpoints import CheckpointInfo
 from vlmr1_trainer.progress.jsonl import JsonlWriter, json_line
 from vlmr1_trainer.progress.metrics import ProgressMetrics, start_metrics_server, stop_metrics_server
 from vlmr1_trainer.progress.record import (

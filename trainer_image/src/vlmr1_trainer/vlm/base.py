@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vlmr1_trainer.config import LoraSpec, ModelFamily, Task
+from vlmr1_core.config import LoraSpec, ModelFamily, Task
 from vlmr1_trainer.vlm.boxes import BoxConvention, Size
 from vlmr1_trainer.vlm.prompts import QUESTION_TEMPLATES, build_prompt
 
@@ -49,7 +49,7 @@ def resolve_attn_implementation(requested: str | None) -> str | None:
     """
     if requested not in (None, FLASH_ATTENTION_2):
         return requested
-    from transformers.utils import is_flash_attn_2_available
+    from transformers.utils.import_utils import is_flash_attn_2_available
 
     if is_flash_attn_2_available():
         return FLASH_ATTENTION_2
@@ -72,7 +72,7 @@ class VLMFamily(ABC):
     """One model family (Qwen2.5-VL, InternVL, ...). Subclass and register to add one."""
 
     name: ClassVar[ModelFamily]
-    """The family name used in ``model.family`` (see ``vlmr1_trainer.config.ModelFamily``)."""
+    """The family name used in ``model.family`` (see ``vlmr1_core.config.ModelFamily``)."""
     model_class_name: ClassVar[str]
     """The transformers class, e.g. ``Qwen2_5_VLForConditionalGeneration``."""
     vision_modules: ClassVar[tuple[str, ...]]
@@ -143,7 +143,7 @@ class VLMFamily(ABC):
         """
         from transformers import AutoProcessor
 
-        import vlmr1_trainer.vlm._tiny_processors  # noqa: F401 (registers the builtin processors)
+        import vlmr1_core.processors  # noqa: F401 (registers the builtin processors)
 
         resolved = self.resolve(source, revision)
         options = {"revision": resolved.revision} if resolved.revision is not None else {}

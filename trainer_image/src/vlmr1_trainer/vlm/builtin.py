@@ -185,7 +185,7 @@ def qwen2_5_vl_processor(
     byte-level BPE ``(vocab, merges)``; default: the tiny one trained on the builtin corpus."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from vlmr1_trainer.vlm._tiny_processors import TinyQwen2_5_VLProcessor
+    from vlmr1_core.processors import TinyQwen2_5_VLProcessor
 
     tokenizer = _tokenizer(_QWEN_SPECIALS, {}, _QWEN_CHAT_TEMPLATE, parts)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
@@ -226,7 +226,7 @@ def _build_internvl(dest: Path) -> None:
     from transformers import InternVLConfig, InternVLForConditionalGeneration
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-    from vlmr1_trainer.vlm._tiny_processors import TinyInternVLProcessor
+    from vlmr1_core.processors import TinyInternVLProcessor
 
     tokenizer = _tokenizer(_INTERNVL_SPECIALS, _INTERNVL_NAMED, _INTERNVL_CHAT_TEMPLATE)
     # 56x56 tiles of 14x14 patches, pixel-shuffled by 0.5: 4 tokens per tile; at most 2 tiles
@@ -265,7 +265,7 @@ BUILTIN_MODELS: dict[str, Callable[[Path], None]] = {
 
 def builtin_dir(name: str, *, cache_root: Path | None = None, seed: int | None = None) -> Path:
     """Where the builtin model ``name`` is cached."""
-    from vlmr1_trainer.storage import cache_dir
+    from vlmr1_core.uri import cache_dir
 
     seed = DEFAULT_SEED if seed is None else seed
     folder = name if seed == DEFAULT_SEED else f"{name}-seed{seed}"

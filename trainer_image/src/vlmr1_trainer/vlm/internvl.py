@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from vlmr1_trainer.config import ModelFamily
+from vlmr1_core.config import ModelFamily
 from vlmr1_trainer.vlm.base import VLMFamily
 from vlmr1_trainer.vlm.boxes import NORMALIZED_1000, BoxConvention, Size
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vlmr1_trainer.config import Task
+from vlmr1_core.config import Task
 
 __all__ = [
     "DEFAULT_TEMPLATE",

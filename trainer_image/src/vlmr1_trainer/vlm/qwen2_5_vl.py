@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from vlmr1_trainer.config import ModelFamily
+from vlmr1_core.config import ModelFamily
 from vlmr1_trainer.vlm.base import VLMFamily
 from vlmr1_trainer.vlm.boxes import MODEL_INPUT_PIXELS, BoxConvention, Size
 

@@ -16,8 +16,9 @@ from vlmr1_trainer.vlm.base import VLMFamily
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin
 
-    from vlmr1_trainer.config import ModelSpec
-    from vlmr1_trainer.storage import Downloader, ModelSource
+    from vlmr1_core.config import ModelSpec
+    from vlmr1_core.uri import Downloader
+    from vlmr1_trainer.storage import ModelSource
 
 __all__ = ["LoadedVLM", "UnknownFamilyError", "family_names", "get_family", "load_vlm", "register_family"]
 

@@ -1,0 +1,33 @@
+"""`vlmr1 validate FILE...`: check GRPOJob / VLMService manifests without a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check GRPOJob and VLMService manifests (file, line and field of every problem)",
+        description="Validate manifests against the vlmr1.io/v1alpha1 API, including the cross-field "
+        "rules the API server enforces. Prints one line per object, or every problem with its "
+        "file, line and field.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML files (several documents allowed)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vlmr1_core.api.manifest import ManifestError, load_manifests
+
+    failed = False
+    for path in args.files:
+        try:
+            for obj in load_manifests(path):
+                print(f"{path}: {obj.kind} {obj.metadata.name} is valid")
+        except ManifestError as exc:
+            failed = True
+            print(exc, file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,117 @@
+"""Bad manifests get one error per problem, naming file, line and field, with how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlmr1_core.api.manifest import ManifestError, load_manifest, load_manifests
+
+BAD = sorted((Path(__file__).parent / "bad_manifests").glob("*.yaml"))
+
+
+def expected_field(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect-field: "), f"{path.name} must start with '# expect-field: <field>'"
+    return first.removeprefix("# expect-field: ").strip()
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_bad_manifest_names_the_field(path: Path) -> None:
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    fields = [p.field for p in info.value.problems]
+    assert expected_field(path) in fields, str(info.value)
+    for problem in info.value.problems:
+        assert problem.path == str(path)
+        assert problem.line is not None and problem.line >= 1
+        assert str(problem).startswith(f"{path}:{problem.line}: ")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+JOB = """\
+apiVersion: vlmr1.io/v1alpha1
+kind: GRPOJob
+metadata:
+  name: j
+spec:
+  model:
+    uri: hf://Qwen/Qwen2.5-VL-3B-Instruct
+  datasets:
+    - jsonl: a.jsonl
+"""
+
+
+def test_error_points_at_the_line_of_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "  grpo:\n    beta: 0.1\n    numGenerations: 1\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.field) == (12, "spec.grpo.numGenerations")
+    assert "greater than or equal to 2" in problem.message
+    assert "(got 1)" in problem.message
+
+
+def test_typo_gets_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "  grpo:\n    numGenerationz: 4\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    (problem,) = info.value.problems
+    assert problem.field == "spec.grpo.numGenerationz"
+    assert problem.line == 11
+    assert "did you mean 'numGenerations'?" in problem.message
+
+
+def test_typo_inside_a_list_item_gets_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "      imageRooot: imgs\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    (problem,) = info.value.problems
+    assert problem.field == "spec.datasets[0].imageRooot"
+    assert "did you mean 'imageRoot'?" in problem.message
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "  task: nope\n  grpo:\n    beta: -1\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    assert {p.field for p in info.value.problems} == {"spec.task", "spec.grpo.beta"}
+
+
+def test_duplicate_keys_are_an_error_not_silently_overwritten(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "  task: rec\n  task: ovd\n")
+    with pytest.raises(ManifestError, match=r"job.yaml:11: spec.task: duplicate key"):
+        load_manifests(path)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "  grpo: [unclosed\n")
+    with pytest.raises(ManifestError, match=r"job.yaml:\d+: invalid YAML"):
+        load_manifests(path)
+
+
+def test_wrong_kind_and_api_version(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="kind: expected one of GRPOJob, VLMService, got 'Pod'"):
+        load_manifests(write(tmp_path, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"))
+    with pytest.raises(ManifestError, match=r"apiVersion: expected vlmr1\.io/v1alpha1"):
+        load_manifests(write(tmp_path, JOB.replace("vlmr1.io/v1alpha1", "vlmr1.io/v1")))
+
+
+def test_missing_file_is_a_manifest_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read"):
+        load_manifests(tmp_path / "nope.yaml")
+
+
+def test_multi_document_file_and_kind_filter(tmp_path: Path) -> None:
+    svc = JOB.replace("GRPOJob", "VLMService")
+    path = write(tmp_path, JOB + "---\n" + svc)
+    with pytest.raises(ManifestError):  # the second document is a VLMService with a job's spec
+        load_manifests(path)
+    path = write(tmp_path, JOB + "---\n")
+    assert load_manifest(path).kind == "GRPOJob"
