@@ -66,11 +66,13 @@ def test_every_checkpoint_is_evaluated_and_the_results_are_pinned(trained: Path)
         result = verify_checkpoint(checkpoint)
         assert result.ok, result.problems()
         assert result.metrics["eval/val/samples"] == 5
-        assert 0.0 <= result.metrics["eval/val/rec_acc"] <= 1.0
         recorded = json.loads((checkpoint / EVALUATION / "metrics.json").read_text())
         assert recorded["metrics"] == {k: v for k, v in result.metrics.items() if k.startswith("eval/")}
         lines = (checkpoint / EVALUATION / "val.samples.jsonl").read_text().splitlines()
         assert [json.loads(line)["source"] for line in lines] == [f"{SHAPES / 'val.jsonl'}:{i}" for i in range(1, 6)]
+        # The accuracy is the share of samples scored correct, as recorded sample by sample.
+        scores = [json.loads(line)["score"] for line in lines]
+        assert result.metrics["eval/val/rec_acc"] == pytest.approx(sum(scores) / len(scores))
     # The evaluation files are in the manifest: editing a result breaks the checkpoint's digest.
     assert "evaluation/metrics.json" in json.loads((trained / "checkpoint-2" / "manifest.json").read_text())["files"]
 
