@@ -42,7 +42,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from vlmr1_devtools.devcluster.api import SimulatedApi, error_response
-from vlmr1_devtools.devcluster.errors import ApiError
+from vlmr1_devtools.devcluster.errors import StatusError
 from vlmr1_devtools.devcluster.resources import (
     SIMULATED_GROUPS,
     api_group,
@@ -163,7 +163,7 @@ class FrontProxy:
         if not version:
             return web.json_response(api_group(group))
         if (group, version) not in by_group_version():
-            return error_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
+            return error_response(StatusError(404, "NotFound", "the server could not find the requested resource"))
         if not tail:
             return web.json_response(api_resource_list(group, version))
         return await self.api.handle(request, group, version, tail)
