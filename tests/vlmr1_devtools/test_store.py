@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vlmr1_devtools.devcluster.errors import ApiError
+from vlmr1_devtools.devcluster.errors import StatusError
 from vlmr1_devtools.devcluster.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from vlmr1_devtools.devcluster.selectors import field_selector, label_selector
 from vlmr1_devtools.devcluster.store import Store
@@ -42,10 +42,10 @@ def test_field_selector_and_bad_selectors() -> None:
     obj = {"metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": "Running"}}
     assert field_selector("metadata.name=p,metadata.namespace==ns")(obj)
     assert not field_selector("status.phase!=Running")(obj)
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(StatusError) as exc:
         field_selector("metadata.name")
     assert exc.value.code == 400
-    with pytest.raises(ApiError):
+    with pytest.raises(StatusError):
         label_selector("bad key=1")
 
 
@@ -131,11 +131,11 @@ def test_create_assigns_metadata_and_rejects_bad_names(store: Store) -> None:
         ({"metadata": {"generateName": "Bad_"}, "spec": pod("")["spec"]}, 422),
         ({"metadata": {"name": "nocontainers"}}, 422),
     ]:
-        with pytest.raises(ApiError) as exc:
+        with pytest.raises(StatusError) as exc:
             store.create(pods, "ns", body)
         assert exc.value.code == code, body
     assert exc.value.status()["reason"] == "Invalid"
-    with pytest.raises(ApiError) as missing:
+    with pytest.raises(StatusError) as missing:
         store.get(pods, "ns", "nope")
     assert missing.value.status()["reason"] == "NotFound" and missing.value.code == 404
 
@@ -160,10 +160,10 @@ def test_updates_conflicts_generation_and_status_split(store: Store) -> None:
     )
     assert running["status"]["phase"] == "Running" and running["metadata"]["generation"] == 2
     stale = {**running, "metadata": {**running["metadata"], "resourceVersion": rv}}
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(StatusError) as exc:
         store.replace(pods, "ns", "a", stale)
     assert exc.value.code == 409 and exc.value.reason == "Conflict"
-    with pytest.raises(ApiError) as failed_test:
+    with pytest.raises(StatusError) as failed_test:
         store.patch(
             pods, "ns", "a", "application/json-patch+json", [{"op": "test", "path": "/spec/nodeName", "value": "m"}]
         )
@@ -177,7 +177,7 @@ def test_finalizers_defer_deletion(store: Store) -> None:
     marked, gone = store.delete(cms, "ns", "f")
     assert not gone and marked["metadata"]["deletionTimestamp"]
     store.patch(cms, "ns", "f", "application/merge-patch+json", {"metadata": {"finalizers": None}})
-    with pytest.raises(ApiError):
+    with pytest.raises(StatusError):
         store.get(cms, "ns", "f")
 
 

@@ -13,7 +13,7 @@ and functions that need them.
 from __future__ import annotations
 
 from vlmr1_devtools.devcluster.cluster import ControlPlane
-from vlmr1_devtools.devcluster.errors import ApiError, ControlPlaneError
+from vlmr1_devtools.devcluster.errors import ControlPlaneError, StatusError
 from vlmr1_devtools.devcluster.processes import BUILD_SCRIPT, Binaries, find_binaries
 
-__all__ = ["BUILD_SCRIPT", "ApiError", "Binaries", "ControlPlane", "ControlPlaneError", "find_binaries"]
+__all__ = ["BUILD_SCRIPT", "Binaries", "ControlPlane", "ControlPlaneError", "StatusError", "find_binaries"]

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from vlmr1_devtools.devcluster.errors import ApiError, bad_request
+from vlmr1_devtools.devcluster.errors import StatusError, bad_request
 from vlmr1_devtools.devcluster.resources import ResourceType, table, wants_table
 from vlmr1_devtools.devcluster.store import Store
 from vlmr1_devtools.devcluster.watch import bookmark_event
@@ -35,7 +35,7 @@ DEFAULT_WATCH_TIMEOUT = 1800.0
 BOOKMARK_INTERVAL = 30.0
 
 
-def error_response(exc: ApiError) -> web.Response:
+def error_response(exc: StatusError) -> web.Response:
     return web.json_response(exc.status(), status=exc.code)
 
 
@@ -131,18 +131,18 @@ class SimulatedApi:
         elif parts and parts[0] in types:
             rt, namespace, rest = types[parts[0]], None, parts[1:]
             if rt.namespaced and rest:  # /api/v1/pods/x is not a thing
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise StatusError(404, "NotFound", "the server could not find the requested resource")
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
         if len(rest) > 2 or (len(rest) == 2 and not (rest[1] == "status" and rt.status_subresource)):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
         return rt, namespace, (rest[0] if rest else None), (rest[1] if len(rest) == 2 else None)
 
     async def handle(self, request: web.Request, group: str, version: str, tail: str) -> web.StreamResponse:
         try:
             rt, namespace, name, sub = self.resolve(group, version, tail)
             return await self._dispatch(request, rt, namespace, name, sub)
-        except ApiError as exc:
+        except StatusError as exc:
             return error_response(exc)
 
     async def _body(self, request: web.Request, rt: ResourceType) -> Any:
@@ -151,7 +151,7 @@ class SimulatedApi:
         if "protobuf" in content_type:
             if rt.kind in ("Namespace", "ConfigMap") and request.method == "POST":
                 return object_from_protobuf(raw, rt.kind)
-            raise ApiError(415, "UnsupportedMediaType", f"{content_type} is not supported here; send JSON")
+            raise StatusError(415, "UnsupportedMediaType", f"{content_type} is not supported here; send JSON")
         try:
             if content_type == "application/apply-patch+yaml":
                 return yaml.safe_load(raw) if raw else {}
@@ -203,7 +203,7 @@ class SimulatedApi:
             )
         if method == "DELETE" and name is not None:
             return await self._delete(request, rt, namespace, name, dry_run)
-        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {request.path}")
+        raise StatusError(405, "MethodNotAllowed", f"{method} is not supported on {request.path}")
 
     async def _delete(
         self, request: web.Request, rt: ResourceType, namespace: str | None, name: str, dry_run: bool

@@ -9,9 +9,13 @@ class ControlPlaneError(RuntimeError):
     """The local control plane could not be built, started or reached."""
 
 
-class ApiError(Exception):
-    """A request the simulated API refuses; rendered as a ``Status`` with the same code and reason
-    as the real API server, because clients (kopf, client-go, the Python client) branch on them."""
+class StatusError(Exception):
+    """A request the simulated API refuses: the Kubernetes ``Status`` error response it answers
+    with (named after client-go's ``StatusError``, which is what clients turn it back into).
+
+    It carries the same code and reason as the real API server would, because clients (kopf,
+    client-go, the Python client) branch on them. Not to be confused with the operator's
+    ``vlmr1_operator.k8s.ApiError``, the client side of such a response."""
 
     def __init__(
         self,
@@ -41,21 +45,23 @@ class ApiError(Exception):
         return body
 
 
-def not_found(plural: str, name: str, group: str = "") -> ApiError:
+def not_found(plural: str, name: str, group: str = "") -> StatusError:
     resource = f"{plural}.{group}" if group else plural
-    return ApiError(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": plural, "group": group})
+    return StatusError(
+        404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": plural, "group": group}
+    )
 
 
-def already_exists(plural: str, name: str, group: str = "") -> ApiError:
+def already_exists(plural: str, name: str, group: str = "") -> StatusError:
     resource = f"{plural}.{group}" if group else plural
-    return ApiError(
+    return StatusError(
         409, "AlreadyExists", f'{resource} "{name}" already exists', {"name": name, "kind": plural, "group": group}
     )
 
 
-def conflict(plural: str, name: str, group: str = "") -> ApiError:
+def conflict(plural: str, name: str, group: str = "") -> StatusError:
     resource = f"{plural}.{group}" if group else plural
-    return ApiError(
+    return StatusError(
         409,
         "Conflict",
         f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
@@ -64,9 +70,9 @@ def conflict(plural: str, name: str, group: str = "") -> ApiError:
     )
 
 
-def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> ApiError:
+def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> StatusError:
     """422 Invalid with one cause, worded like the real server (`Kind "name" is invalid: field: msg`)."""
-    return ApiError(
+    return StatusError(
         422,
         "Invalid",
         f'{kind} "{name}" is invalid: {field}: {message}',
@@ -79,5 +85,5 @@ def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> 
     )
 
 
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "BadRequest", message)
+def bad_request(message: str) -> StatusError:
+    return StatusError(400, "BadRequest", message)

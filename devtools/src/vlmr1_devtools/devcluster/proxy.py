@@ -10,9 +10,11 @@ simulated API; everything else (CRDs, custom resources such as vlmr1.io and kopf
 
 Discovery the standalone server cannot give is served here: ``/api``, ``/api/v1``, ``/apis``
 (the simulated groups plus the groups of established CRDs, computed per request),
-``/apis/<simulated group>[/<version>]``, and OpenAPI v3 stubs so kubectl delegates field
-validation to the server. Discovery is answered in the legacy JSON form whatever the Accept
-header says; client-go falls back from the aggregated form on its own.
+``/apis/<simulated group>[/<version>]``, and OpenAPI v3 (openapi.py): documents built from the
+established CRDs, which the standalone server does not publish (``kubectl explain``), and stubs
+for the simulated groups so kubectl delegates field validation to the server. Discovery is
+answered in the legacy JSON form whatever the Accept header says; client-go falls back from
+the aggregated form on its own.
 
 Garbage collection across the two servers: dependents in the simulated store may be owned by
 custom resources on the real server. The proxy checks those owners (a GET of each distinct
@@ -41,16 +43,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from vlmr1_devtools.devcluster import openapi
 from vlmr1_devtools.devcluster.api import SimulatedApi, error_response
-from vlmr1_devtools.devcluster.errors import ApiError
-from vlmr1_devtools.devcluster.resources import (
-    SIMULATED_GROUPS,
-    api_group,
-    api_resource_list,
-    by_group_version,
-    openapi_index_entries,
-    openapi_stub,
-)
+from vlmr1_devtools.devcluster.errors import StatusError
+from vlmr1_devtools.devcluster.resources import SIMULATED_GROUPS, api_group, api_resource_list, by_group_version
 from vlmr1_devtools.devcluster.store import Store
 
 HOST = "127.0.0.1"
@@ -79,6 +75,7 @@ class FrontProxy:
         self.api = SimulatedApi(self.store)
         self.session: aiohttp.ClientSession | None = None
         self._gc_wakeup = asyncio.Event()
+        self._object_meta: dict[str, Any] | None = None
 
     # -- upstream ----------------------------------------------------------------
 
@@ -163,7 +160,7 @@ class FrontProxy:
         if not version:
             return web.json_response(api_group(group))
         if (group, version) not in by_group_version():
-            return error_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
+            return error_response(StatusError(404, "NotFound", "the server could not find the requested resource"))
         if not tail:
             return web.json_response(api_resource_list(group, version))
         return await self.api.handle(request, group, version, tail)
@@ -171,19 +168,43 @@ class FrontProxy:
     async def core_routes(self, request: web.Request) -> web.StreamResponse:
         return await self.api.handle(request, "", "v1", request.match_info["tail"])
 
+    # -- OpenAPI v3 (openapi.py) --------------------------------------------------
+
+    async def _meta_schemas(self) -> dict[str, Any]:
+        """ObjectMeta and the schemas it references, from the real server (fetched once: they
+        are compiled into it). Empty while the server cannot say; asked again next time."""
+        if self._object_meta is None:
+            status, doc = await self.upstream_json(openapi.META_SOURCE)
+            schemas = (doc or {}).get("components", {}).get("schemas", {}) if status == 200 else {}
+            found = openapi.referenced_schemas(schemas, openapi.OBJECT_META)
+            if not found:
+                return {}
+            self._object_meta = found
+        return self._object_meta
+
+    async def openapi_documents(self) -> dict[str, bytes]:
+        """Every document served here rather than upstream, encoded, by ``/openapi/v3`` key:
+        the simulated stubs and one per group/version of the established CRDs (built per
+        request, like /apis, so a CRD shows up as soon as it is established)."""
+        status, crds = await self.upstream_json("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+        items = (crds or {}).get("items", []) if status == 200 else []
+        built = openapi.crd_documents(items, await self._meta_schemas())
+        return {**{key: openapi.encode(doc) for key, doc in built.items()}, **openapi.simulated_documents()}
+
     async def openapi_root(self, request: web.Request) -> web.Response:
         _, root = await self.upstream_json("/openapi/v3")
         root = root if isinstance(root, dict) and "paths" in root else {"paths": {}}
-        root["paths"].update(openapi_index_entries())
+        documents = await self.openapi_documents()
+        root["paths"].update({key: openapi.index_entry(key, body) for key, body in documents.items()})
         return web.json_response(root)
 
     async def openapi_doc(self, request: web.Request) -> web.StreamResponse:
-        parts = request.match_info["tail"].strip("/").split("/")
-        if parts[:1] == ["api"] and len(parts) == 2:
-            return web.Response(body=openapi_stub("", parts[1]), content_type="application/json")
-        if parts[:1] == ["apis"] and len(parts) == 3 and parts[1] in SIMULATED_GROUPS:
-            return web.Response(body=openapi_stub(parts[1], parts[2]), content_type="application/json")
-        return await self.forward(request)
+        body = (await self.openapi_documents()).get(request.match_info["tail"].strip("/"))
+        if body is None:
+            return await self.forward(request)  # the server's own: apiextensions.k8s.io, version
+        # Whatever hash was asked for, this is the current document; no-cache so that no client
+        # keeps it under a hash that named an older one.
+        return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-cache, private"})
 
     # -- garbage collection --------------------------------------------------------
 

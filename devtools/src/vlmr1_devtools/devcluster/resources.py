@@ -1,6 +1,5 @@
 """The resource types the simulated API serves, and what the proxy says about them: discovery
-documents, OpenAPI v3 stubs (for kubectl's server-side field validation) and Table rows
-(what ``kubectl get`` prints).
+documents and Table rows (what ``kubectl get`` prints); their OpenAPI stubs are in openapi.py.
 
 The CRDs and custom resources are not here: the real apiextensions-apiserver serves those.
 """
@@ -8,8 +7,6 @@ The CRDs and custom resources are not here: the real apiextensions-apiserver ser
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,44 +115,6 @@ def api_group(group: str) -> dict[str, Any]:
     versions = sorted({rt.version for rt in RESOURCE_TYPES if rt.group == group})
     entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
     return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": entries, "preferredVersion": entries[0]}
-
-
-# --------------------------------------------------------------------------- OpenAPI v3 stubs
-
-
-def openapi_stub(group: str, version: str) -> bytes:
-    """A minimal OpenAPI v3 document for one group/version.
-
-    kubectl leaves validation to the server (``fieldValidation=Strict``) only when it finds that
-    parameter on a PATCH operation for the object's kind; otherwise it wants ``/openapi/v2``,
-    which the standalone server lacks. For custom resources it looks at the Namespace operation.
-    """
-    paths: dict[str, Any] = {}
-    for rt in by_group_version().get((group, version), []):
-        prefix = "/api/v1" if not group else f"/apis/{group}/{version}"
-        scope = "/namespaces/{namespace}" if rt.namespaced else ""
-        paths[f"{prefix}{scope}/{rt.plural}/{{name}}"] = {
-            "patch": {
-                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": rt.kind},
-                "parameters": [
-                    {"name": name, "in": "query", "schema": {"type": "string"}}
-                    for name in ("fieldValidation", "fieldManager", "dryRun")
-                ],
-                "responses": {"200": {"description": "OK"}},
-            }
-        }
-    doc = {"openapi": "3.0.0", "info": {"title": "Kubernetes (vlmr1 dev cluster)", "version": version}, "paths": paths}
-    return json.dumps(doc).encode()
-
-
-def openapi_index_entries() -> dict[str, dict[str, str]]:
-    """``/openapi/v3`` index entries for the simulated group/versions (hash-addressed like upstream)."""
-    entries: dict[str, dict[str, str]] = {}
-    for group, version in by_group_version():
-        key = f"api/{version}" if not group else f"apis/{group}/{version}"
-        digest = hashlib.sha512(openapi_stub(group, version)).hexdigest().upper()
-        entries[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"}
-    return entries
 
 
 # --------------------------------------------------------------------------- tables (kubectl get)

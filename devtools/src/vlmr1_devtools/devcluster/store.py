@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vlmr1_devtools.devcluster import errors
-from vlmr1_devtools.devcluster.errors import ApiError
+from vlmr1_devtools.devcluster.errors import StatusError
 from vlmr1_devtools.devcluster.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from vlmr1_devtools.devcluster.resources import RESOURCE_TYPES, ResourceType
 from vlmr1_devtools.devcluster.selectors import Matcher, field_selector, label_selector
@@ -269,7 +269,7 @@ class Store:
         """PATCH with one of PATCH_TYPES; returns (object, created) since apply may create."""
         kind = PATCH_TYPES.get(content_type)
         if kind is None or kind == "unsupported":
-            raise ApiError(
+            raise StatusError(
                 415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
             )
         with self._lock:
@@ -291,9 +291,9 @@ class Store:
                     new = strategic_merge_patch(old, patch)
             except PatchError as exc:
                 message = f"the server rejected our request due to an error in our request: {exc}"
-                raise ApiError(422, "Invalid", message) from None
+                raise StatusError(422, "Invalid", message) from None
             if not isinstance(new, dict):
-                raise ApiError(422, "Invalid", "the patch does not leave an object")
+                raise StatusError(422, "Invalid", "the patch does not leave an object")
             if (new.get("metadata") or {}).get("resourceVersion") not in (None, old["metadata"]["resourceVersion"]):
                 raise errors.conflict(rt.plural, name, rt.group)
             return self._update(rt, old, new, subresource, dry_run), False
@@ -356,7 +356,7 @@ class Store:
             for field in ("uid", "resourceVersion"):
                 wanted = (preconditions or {}).get(field)
                 if wanted and wanted != obj["metadata"].get(field):
-                    raise ApiError(
+                    raise StatusError(
                         409,
                         "Conflict",
                         f"Precondition failed: {field} in precondition: {wanted}, "
