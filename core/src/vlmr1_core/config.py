@@ -68,6 +68,7 @@ def reward_name_problem(name: str, known: Collection[str] = KNOWN_REWARDS) -> st
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown reward {name!r}{hint} (known rewards: {', '.join(sorted(known))})"
 
+
 #: Rewards used when a GRPOJob names none, as VLM-R1's scripts for each task do.
 DEFAULT_REWARDS: dict[Task, tuple[str, ...]] = {
     "rec": ("rec_iou", "rec_format"),

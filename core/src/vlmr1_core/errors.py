@@ -79,7 +79,8 @@ class UserError(Exception):
             parts.append(self.field)
         parts.append(self.message)
         text = ": ".join(parts)
-        return f"{text}; to fix: {self.fix}" if self.fix else text
+        # Library messages often end in a full stop; "...files.; to fix:" reads badly.
+        return f"{text.removesuffix('.')}; to fix: {self.fix}" if self.fix else text
 
     def render(self, program: str) -> str:
         """The text an entry point prints: prefixed with ``program`` unless it starts with a file."""
