@@ -145,6 +145,15 @@ def test_validate_rejects_an_unknown_reward_with_file_line_field_and_a_suggestio
     )
 
 
+def test_validate_accepts_a_custom_image_s_rewards_when_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = job_file(tmp_path, ("- name: rec_format", "- name: my_reward"))
+    assert main(["validate", str(path)]) == 2
+    assert "spec.rewards[1].name: unknown reward 'my_reward'" in capsys.readouterr().err
+    assert main(["validate", "--extra-reward", "my_reward", str(path)]) == 0
+
+
 def test_validate_exit_status_is_2_for_any_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = REPO / "examples" / "grpojob-rec-local.yaml"
     assert main(["validate", str(good), str(tmp_path / "nope.yaml")]) == 2
