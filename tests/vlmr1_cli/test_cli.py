@@ -32,5 +32,5 @@ def test_validate_exit_codes() -> None:
     assert "GRPOJob rec-qwen25vl-3b is valid" in good.stdout
     bad_file = REPO / "tests" / "vlmr1_core" / "bad_manifests" / "vlmservice-max-below-min.yaml"
     bad = subprocess.run([sys.executable, "-m", "vlmr1_cli", "validate", str(bad_file)], capture_output=True, text=True)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "spec.replicas.min: replicas.min must not exceed replicas.max" in bad.stderr

@@ -115,3 +115,29 @@ def test_multi_document_file_and_kind_filter(tmp_path: Path) -> None:
         load_manifests(path)
     path = write(tmp_path, JOB + "---\n")
     assert load_manifest(path).kind == "GRPOJob"
+
+
+def test_an_unknown_reward_names_its_line_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, JOB + "  rewards:\n    - name: format\n    - name: rec_iuo\n      weight: 2\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.field) == (12, "spec.rewards[1].name")
+    assert problem.message.startswith("unknown reward 'rec_iuo'; did you mean 'rec_iou'? (known rewards: accuracy, ")
+
+
+def test_reward_names_are_checked_against_what_the_caller_knows(tmp_path: Path) -> None:
+    """The trainer passes its registry (a custom image's rewards included); None skips the check."""
+    path = write(tmp_path, JOB + "  rewards:\n    - name: my_reward\n")
+    with pytest.raises(ManifestError, match="unknown reward 'my_reward'"):
+        load_manifest(path)
+    assert load_manifest(path, known_rewards={"my_reward"}).kind == "GRPOJob"
+    assert load_manifest(path, known_rewards=None).kind == "GRPOJob"
+
+
+def test_an_unknown_reward_and_a_bad_field_are_both_reported_by_validate(tmp_path: Path) -> None:
+    # Field errors come first (the job cannot be built); the reward check needs a valid job.
+    path = write(tmp_path, JOB + "  rewards:\n    - name: nope\n  grpo:\n    numGenerations: 1\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    assert [p.field for p in info.value.problems] == ["spec.grpo.numGenerations"]

@@ -107,3 +107,31 @@ def test_without_boto3_the_error_says_what_to_install(tmp_path: Path, monkeypatc
         boto3_download("bucket", "key", tmp_path / "dest")
     with pytest.raises(StorageError, match="pip install boto3"):
         resolve_local_path("s3://bucket/key", cache_root=tmp_path)
+
+
+def test_an_s3_endpoint_that_fails_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto's errors (no credentials, no endpoint, access denied) become one StorageError with the fix."""
+    import types
+
+    class BotoCoreError(Exception):
+        pass
+
+    class ClientError(Exception):
+        pass
+
+    class Client:
+        def get_paginator(self, name: str) -> Any:
+            raise BotoCoreError("Could not connect to the endpoint URL: http://minio:9000/")
+
+    boto3 = types.SimpleNamespace(client=lambda service: Client())
+    exceptions = types.SimpleNamespace(BotoCoreError=BotoCoreError, ClientError=ClientError)
+    monkeypatch.setitem(sys.modules, "boto3", boto3)
+    monkeypatch.setitem(sys.modules, "botocore", types.SimpleNamespace(exceptions=exceptions))
+    monkeypatch.setitem(sys.modules, "botocore.exceptions", exceptions)
+    with pytest.raises(StorageError) as info:
+        resolve_local_path("s3://data/train.jsonl", cache_root=tmp_path)
+    assert str(info.value) == (
+        "s3://data/train.jsonl: cannot download: Could not connect to the endpoint URL: http://minio:9000/; "
+        "to fix: check the bucket and key, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and "
+        "AWS_ENDPOINT_URL"
+    )

@@ -120,7 +120,7 @@ def test_malformed_line_names_its_number(
 def test_unknown_reward_and_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, [])
     code, _, err = run(["rewards", "score", "--reward", "iou", str(path)], capsys)
-    assert code == 2 and "unknown reward 'iou'; known rewards: accuracy" in err
+    assert code == 2 and "unknown reward 'iou'; did you mean 'rec_iou'? (known rewards: accuracy" in err
     code, _, err = run(["rewards", "score", "--reward", "rec_iou", "--param", "lenient=1", str(path)], capsys)
     assert code == 2 and "has no parameter lenient" in err
     code, _, err = run(["rewards", "score", "--reward", "rec_iou", "--param", "novalue", str(path)], capsys)

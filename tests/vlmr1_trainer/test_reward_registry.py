@@ -28,8 +28,11 @@ def test_duplicate_name_rejected() -> None:
             pass
 
 
-def test_unknown_name_lists_known_ones() -> None:
-    with pytest.raises(rewards.UnknownRewardError, match=r"unknown reward 'iou'; known rewards: accuracy, all_match"):
+def test_unknown_name_suggests_one_and_lists_known_ones() -> None:
+    with pytest.raises(
+        rewards.UnknownRewardError,
+        match=r"unknown reward 'iou'; did you mean 'rec_iou'\? \(known rewards: accuracy, all_match",
+    ):
         rewards.build("iou")
 
 
@@ -119,7 +122,8 @@ def test_non_finite_score_becomes_zero_and_bugs_score_zero(caplog: pytest.LogCap
 
 
 def test_known_rewards_list_matches_the_registry() -> None:
-    """The operator validates reward names against config.KNOWN_REWARDS (it cannot import the registry)."""
+    """The registry is the source of truth; config.KNOWN_REWARDS mirrors it for what cannot import
+    the trainer: `vlmr1 validate` and the operator check spec.rewards against it."""
     from vlmr1_core.config import KNOWN_REWARDS
     from vlmr1_trainer.rewards import available
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from vlmr1_core.errors import UserError
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +25,7 @@ def register(subparsers: Any) -> None:
         "verify",
         help="check one checkpoint against its manifest; print its digest",
         description="Exit 0 and print the digest when every file matches the manifest; exit 1 and list "
-        "every missing, changed or extra file otherwise.",
+        "every missing, changed or extra file otherwise (exit 2 when DIR is not a folder).",
     )
     verify.add_argument("path", metavar="DIR", help="a checkpoint-<step> folder")
     verify.set_defaults(handler=run_verify)
@@ -43,6 +46,7 @@ def run_verify(args: argparse.Namespace) -> int:
     """Handler of ``vlmr1 checkpoints verify``."""
     from vlmr1_core.checkpoints import verify_checkpoint
 
+    _require_folder(args.path)
     result = verify_checkpoint(args.path)
     if result.ok:
         print(result.digest)
@@ -53,10 +57,17 @@ def run_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _require_folder(path: str) -> None:
+    # A path that is not there is a typo, not a checkpoint that fails verification (exit 1).
+    if not Path(path).is_dir():
+        raise UserError(f"{path} is not a folder")
+
+
 def run_list(args: argparse.Namespace) -> int:
     """Handler of ``vlmr1 checkpoints list``."""
     from vlmr1_core.checkpoints import list_checkpoints
 
+    _require_folder(args.directory)
     results = list_checkpoints(args.directory, verify=not args.no_verify)
     failed = False
     if not results:

@@ -8,7 +8,6 @@ machine without the operator extra and ``vlmr1 --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ comment, key order and quoting stays as it was. The change is committed on a new
 promote/<service>/<job>-step-<N>) created from the current HEAD, which stays checked out; --push
 pushes it, ready for a pull request.
 
-Refused, with nothing changed (exit 1): uncommitted changes to tracked files (untracked files are
+Refused, with nothing changed (exit 2): uncommitted changes to tracked files (untracked files are
 ignored: they cannot enter the commit), a manifest file git does not track, a checkpoint that does
 not verify (or whose manifest digest differs from the job's status), a gate miss (the message shows
 the measured value), an unknown or ambiguous metric name, a job without checkpoints, a file without
@@ -111,38 +110,35 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``vlmr1 promote``: exit 0 when promoted (or already promoted), 1 when refused."""
+    """Handler of ``vlmr1 promote``: exit 0 when promoted (or already promoted); a refusal is a
+    PromoteError, which ``vlmr1.main`` prints (exit 2)."""
     from vlmr1_cli.gitops import PromoteError
     from vlmr1_cli.gitops.promote import Request, promote
     from vlmr1_cli.gitops.select import parse_gate, parse_selection
     from vlmr1_core.uri import pvc_root
 
-    try:
-        reader: JobReader | None = None
-        namespace = args.namespace or "default"
-        if args.job is not None:
-            reader, namespace = kubernetes_reader(args.kubeconfig, args.context, args.namespace)
-        elif args.namespace or args.context or args.kubeconfig or args.pvc_root:
-            raise PromoteError("--namespace, --context, --kubeconfig and --pvc-root go with --job, not --run-dir")
-        request = Request(
-            service=args.service,
-            service_name=args.service_name,
-            job=args.job,
-            namespace=namespace,
-            run_dir=args.run_dir,
-            selection=parse_selection(args.select),
-            gates=[parse_gate(expr) for expr in args.require],
-            uri_prefix=args.uri_prefix,
-            pvc_root=args.pvc_root or pvc_root(),
-            branch=args.branch,
-            push=args.push,
-            remote=args.remote,
-            dry_run=args.dry_run,
-        )
-        promote(request, reader)
-    except PromoteError as exc:
-        print(f"vlmr1 promote: {exc}", file=sys.stderr)
-        return 1
+    reader: JobReader | None = None
+    namespace = args.namespace or "default"
+    if args.job is not None:
+        reader, namespace = kubernetes_reader(args.kubeconfig, args.context, args.namespace)
+    elif args.namespace or args.context or args.kubeconfig or args.pvc_root:
+        raise PromoteError("--namespace, --context, --kubeconfig and --pvc-root go with --job, not --run-dir")
+    request = Request(
+        service=args.service,
+        service_name=args.service_name,
+        job=args.job,
+        namespace=namespace,
+        run_dir=args.run_dir,
+        selection=parse_selection(args.select),
+        gates=[parse_gate(expr) for expr in args.require],
+        uri_prefix=args.uri_prefix,
+        pvc_root=args.pvc_root or pvc_root(),
+        branch=args.branch,
+        push=args.push,
+        remote=args.remote,
+        dry_run=args.dry_run,
+    )
+    promote(request, reader)
     return 0
 
 

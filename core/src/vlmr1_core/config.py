@@ -11,7 +11,9 @@ user of VLM-R1 would expect them; each field's docstring says where it differs.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -48,6 +50,24 @@ KNOWN_REWARDS: frozenset[str] = frozenset(
         "od_weighted_sum", "rec_acc", "rec_format", "rec_iou", "repetition", "yes_no",
     }
 )  # fmt: skip
+
+
+def reward_name_problem(name: str, known: Collection[str] = KNOWN_REWARDS) -> str | None:
+    """Why ``name`` names no reward among ``known`` (with the closest known name and all of
+    them), or None when it is one. The one check of a reward name: `vlmr1 validate` runs it
+    with :data:`KNOWN_REWARDS`, the trainer with its registry, before anything loads.
+
+    >>> reward_name_problem("rec_iou") is None
+    True
+    >>> reward_name_problem("rec_iuo", {"rec_iou", "format"})
+    "unknown reward 'rec_iuo'; did you mean 'rec_iou'? (known rewards: format, rec_iou)"
+    """
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown reward {name!r}{hint} (known rewards: {', '.join(sorted(known))})"
+
 
 #: Rewards used when a GRPOJob names none, as VLM-R1's scripts for each task do.
 DEFAULT_REWARDS: dict[Task, tuple[str, ...]] = {

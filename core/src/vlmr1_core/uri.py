@@ -25,9 +25,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
+
+from vlmr1_core.errors import UserError
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -83,7 +85,7 @@ Uri = Annotated[
 """A uri field of the API (checked by the same pattern in the CRD and in Python)."""
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """A uri that cannot be resolved (unknown scheme, malformed, missing, failed download)."""
 
 
@@ -220,7 +222,21 @@ def boto3_download(bucket: str, key: str, dest: Path) -> None:
             "s3:// uris need boto3, which vlmr1 does not install: pip install boto3 "
             "(credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, endpoint from AWS_ENDPOINT_URL)"
         ) from exc
-    client = boto3.client("s3")
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-not-found, unused-ignore]
+
+    try:
+        _boto3_fetch(boto3.client("s3"), bucket, key, dest)
+    except (BotoCoreError, ClientError) as exc:
+        # No credentials, an endpoint that does not answer, access denied, no such bucket: all
+        # the user's to fix, and boto's own message says which.
+        raise StorageError(
+            f"s3://{bucket}/{key}: cannot download: {exc}",
+            fix="check the bucket and key, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) "
+            "and AWS_ENDPOINT_URL",
+        ) from exc
+
+
+def _boto3_fetch(client: Any, bucket: str, key: str, dest: Path) -> None:
     prefix = key.rstrip("/") + "/"
     objects: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):

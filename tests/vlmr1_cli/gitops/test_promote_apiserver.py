@@ -78,6 +78,6 @@ def test_promote_a_job_read_from_the_api_server(
                 str(service),
             ]
         )
-        == 1
+        == 2  # refused: a user error
     )
     assert "GRPOJob promote/missing not found" in capsys.readouterr().err

@@ -97,7 +97,7 @@ def test_promotes_the_best_checkpoint_on_a_new_branch(setup: Any, git: Git) -> N
 def test_the_cli_promotes_and_refuses(setup: Any, git: Git, capsys: pytest.CaptureFixture[str]) -> None:
     service, run_dir, _ = setup
     args = ["promote", "--run-dir", str(run_dir), "--service", str(service), "--select", "step=2"]
-    assert main([*args, "--require", "rec_acc >= 0.85"]) == 1
+    assert main([*args, "--require", "rec_acc >= 0.85"]) == 2  # refused: a user error
     assert f"vlmr1 promote: the checkpoint misses its gates: rec_acc ({EVAL}) is 0.62, required >= 0.85" in (
         capsys.readouterr().err
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vlmr1_core.errors import UserError
 from vlmr1_trainer.rewards.accuracy import METHODS
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,20 @@ def default_question_template(problem: str) -> str:
     return DEFAULT_QUESTION_TEMPLATE.format(Question=problem)
 
 
-class BadSampleError(ValueError):
+class BadSampleError(UserError, ValueError):
     """A sample that cannot be used; the message names the file and line."""
 
     def __init__(self, path: Path, line: int, reason: str) -> None:
-        super().__init__(f"{path}:{line}: {reason}")
-        self.path, self.line, self.reason = path, line, reason
+        super().__init__(reason, file=path, line=line)
+        self.path, self.reason = path, reason
+
+
+class DataFileError(UserError, FileNotFoundError):
+    """A dataset file that cannot be opened (a FileNotFoundError, for callers that catch one)."""
+
+
+class NoSamplesError(UserError, ValueError):
+    """Every sample of a dataset was skipped as bad (or it has none)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +224,7 @@ def load_samples(
         try:
             stream = source.jsonl.open(encoding="utf-8")
         except OSError as exc:
-            raise FileNotFoundError(f"dataset file {source.jsonl} cannot be opened: {exc}") from exc
+            raise DataFileError(f"dataset file {source.jsonl} cannot be opened: {exc.strerror or exc}") from exc
         with stream:
             for number, text in enumerate(stream, start=1):
                 if not text.strip():
@@ -283,7 +292,9 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
     ) -> VLMR1Dataset:
         samples, report = load_samples(sources, on_bad_sample, check_images=check_images)
         if not samples:
-            raise ValueError(f"no usable samples in {', '.join(str(s.jsonl) for s in sources)} ({report.summary()})")
+            raise NoSamplesError(
+                f"no usable samples in {', '.join(str(s.jsonl) for s in sources)} ({report.summary()})"
+            )
         return cls(
             samples, question_template=question_template, on_bad_sample=on_bad_sample, report=report, row_hook=row_hook
         )

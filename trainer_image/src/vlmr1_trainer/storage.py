@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vlmr1_core.uri import HUB_ID, Downloader, parse_uri, resolve_local_path
+from vlmr1_core.uri import HUB_ID, Downloader, StorageError, parse_uri, resolve_local_path
 
-__all__ = ["ModelSource", "resolve_model"]
+__all__ = ["ModelSource", "ModelUnavailableError", "resolve_model"]
 
 SourceKind = Literal["local", "pvc", "s3", "hub", "builtin"]
 
@@ -36,6 +36,27 @@ class ModelSource:
     def is_local(self) -> bool:
         """True when ``pretrained`` is a folder on this machine."""
         return self.kind != "hub"
+
+
+class ModelUnavailableError(StorageError):
+    """A model whose files ``from_pretrained`` cannot get: a hub that cannot be reached or does
+    not know the name, a gated model without a token, a folder that holds no model."""
+
+    @classmethod
+    def from_load(cls, source: ModelSource, exc: OSError) -> ModelUnavailableError:
+        """The error for ``exc``, which transformers raised loading ``source``."""
+        # transformers' message is several lines of advice; the first says what went wrong.
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if source.kind == "hub":
+            revision = f" at revision {source.revision}" if source.revision else ""
+            fix = (
+                f"check the model id{revision}; a hub out of reach needs network access or the model in the "
+                "Hugging Face cache (HF_HOME; HF_HUB_OFFLINE=1 reads only the cache); a gated model needs HF_TOKEN"
+            )
+            return cls(f"cannot load model {source.uri}: {detail}", fix=fix)
+        where = source.uri if source.pretrained == source.uri else f"{source.uri} ({source.pretrained})"
+        fix = "point the uri at a folder holding a transformers model: config.json, the weights, the processor files"
+        return cls(f"cannot load model {where}: {detail}", fix=fix)
 
 
 def resolve_model(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from vlmr1_core.accelerators import DIST_BACKEND, Accelerator, torch_device
 from vlmr1_core.checkpoints import CheckpointInfo, find_resumable, prune, save_checkpoint
 from vlmr1_core.config import TrainerConfig
+from vlmr1_core.errors import UserError
 from vlmr1_trainer.data import BadSampleError, LoadReport, Sample
 
 if TYPE_CHECKING:
@@ -76,11 +77,11 @@ class TrainResult:
 
 
 def reward_functions(config: TrainerConfig) -> tuple[list[Reward], list[float]]:
-    """The configured rewards as TRL callables, with their weights."""
-    from vlmr1_trainer.rewards import build
+    """The configured rewards as TRL callables, with their weights (a UserError naming the
+    spec field for an unknown name or parameter)."""
+    from vlmr1_trainer.preflight import check_rewards
 
-    funcs = [build(spec.name, **spec.params) for spec in config.rewards]
-    return funcs, [spec.weight for spec in config.rewards]
+    return check_rewards(config), [spec.weight for spec in config.rewards]
 
 
 def deepspeed_config(config: TrainerConfig, accelerator: Accelerator) -> dict[str, Any] | None:
@@ -328,48 +329,43 @@ def latest_metrics(log_history: list[Mapping[str, Any]]) -> dict[str, float]:
 def build_trainer(
     config: TrainerConfig, options: RunOptions, resume_from: Path | None = None
 ) -> tuple[GRPOTrainer, CheckpointCallback, LoadReport]:
-    """A GRPOTrainer for the spec: model, data, rewards, fine-tuning mode and callbacks.
+    """A GRPOTrainer for the spec: rewards, data, model, fine-tuning mode and callbacks.
 
-    With ``resume_from`` (a full fine-tune's checkpoint) the policy weights come from that
+    Cheapest first (:mod:`vlmr1_trainer.preflight`): the rewards and every data file are checked
+    before any weights load, so a misspelt reward or a bad dataset line is a UserError within
+    seconds. With ``resume_from`` (a full fine-tune's checkpoint) the policy weights come from that
     checkpoint through ``from_pretrained``; the processor always comes from the spec's model,
     so a resumed run sees images exactly as the first one did.
     """
     if options.accelerator == "ascend":
         require_torch_npu()
 
-    from vlmr1_core.uri import resolve_local_path
-    from vlmr1_trainer.data import VLMR1Dataset, sources_from_specs, to_hf_dataset
-    from vlmr1_trainer.vlm import load_vlm
+    from vlmr1_trainer.data import to_hf_dataset
+    from vlmr1_trainer.preflight import check_inputs
+    from vlmr1_trainer.vlm import get_family, load_vlm
     from vlmr1_trainer.vlm.prompts import format_question
 
+    template = get_family(config.model.resolved_family).question_template(config.task)
+    inputs = check_inputs(config, QuestionTemplate(template, format_question))
     dtype = torch_dtype(config, options.accelerator)
     # A resumed full fine-tune loads the checkpoint's weights (once: at scale every rank holds a copy).
     weights = str(resume_from) if resume_from is not None and config.finetuning.mode != "lora" else None
-    loaded = load_vlm(config.model, dtype=dtype, weights=weights)
+    try:
+        loaded = load_vlm(config.model, dtype=dtype, weights=weights)
+    except UserError as exc:
+        if weights is None:  # else the checkpoint folder is at fault, and its path is in the message
+            exc.at(field="spec.model.uri")
+        raise
     family, model, processor = loaded.family, loaded.model, loaded.processor
-    template = family.question_template(config.task)
-    datasets = [
-        spec.model_copy(
-            update={
-                "jsonl": str(resolve_local_path(spec.jsonl)),
-                "image_root": str(resolve_local_path(spec.image_root)) if spec.image_root else None,
-            }
-        )
-        for spec in config.datasets
-    ]
-    dataset = VLMR1Dataset.from_sources(
-        sources_from_specs(datasets),
-        question_template=QuestionTemplate(template, format_question),
-        on_bad_sample=config.on_bad_sample,
-        row_hook=FamilyRowHook(family, processor, config.grpo.max_prompt_length),
-    )
+    dataset = inputs.dataset
+    dataset.row_hook = FamilyRowHook(family, processor, config.grpo.max_prompt_length)
     peft_config = None
     finetuning = config.finetuning
     if finetuning.mode == "lora":
         peft_config = family.lora_config(finetuning.resolved_lora)
     elif finetuning.mode == "freezeVision":
         family.freeze_vision(model)
-    rewards: list[Any] = reward_functions(config)[0]
+    rewards: list[Any] = list(inputs.rewards)
     if options.debug:
         from vlmr1_trainer.progress import wrap_rewards
 
@@ -387,14 +383,19 @@ def build_trainer(
     return trainer, checkpoints, dataset.report
 
 
+class AcceleratorError(UserError, RuntimeError):
+    """The accelerator the spec asks for cannot be used in this image or on this machine."""
+
+
 def require_torch_npu() -> None:
     """Register the npu device; only ever imported for Ascend (its autoload breaks CPU torch)."""
     try:
         import torch_npu  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as exc:
-        raise RuntimeError(
-            "accelerator ascend needs torch_npu and the CANN libraries: use the trainer image's ascend target "
-            "(pip extra vlmr1[ascend]), or set resources.accelerator to nvidia or cpu"
+        raise AcceleratorError(
+            "accelerator ascend needs torch_npu and the CANN libraries",
+            fix="use the trainer image's ascend target (pip extra vlmr1[ascend]), or set resources.accelerator "
+            "to nvidia or cpu",
         ) from exc
 
 

@@ -3,7 +3,9 @@
 `python -m vlmr1_trainer --config FILE` (the container entry point) lands in `main`: a
 node process with several training processes hands over to torchrun, which starts
 this again once per worker; a worker trains and, on rank 0, reports progress and
-prints the closing summary.
+prints the closing summary. A user error (a bad config, a missing data file, a bad sample,
+a model that cannot be loaded) is one line in the pod's log, as `vlmr1 run` prints it, and
+exit status 2; ``VLMR1_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 
 from vlmr1_core.accelerators import ACCELERATORS
 from vlmr1_core.config import TrainerConfig
+from vlmr1_core.errors import UserError, report
 from vlmr1_trainer.launch import NodeEnv, is_worker, torchrun_argv
 
 if TYPE_CHECKING:
@@ -60,15 +63,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_config(path: Path) -> TrainerConfig:
-    """The TrainerConfig in a YAML file; a bad one is an error naming the field."""
+    """The TrainerConfig in a YAML file; a bad one is a UserError naming the file and field."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return TrainerConfig.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"{path}: cannot read the trainer config: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read the trainer config: {exc.strerror or exc}", file=path) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise UserError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", file=path, line=line) from exc
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise SystemExit("\n".join(lines)) from exc
+        from vlmr1_core.api.manifest import ManifestError, Problem, load_documents
+
+        docs = load_documents(path)
+        problems = [
+            Problem(str(path), docs[0].line_of(e["loc"]) if docs else None, ".".join(map(str, e["loc"])), e["msg"])
+            for e in exc.errors()
+        ]
+        raise ManifestError(problems) from exc
 
 
 def output_dir(config: TrainerConfig, explicit: Path | None) -> Path:
@@ -82,6 +95,15 @@ def output_dir(config: TrainerConfig, explicit: Path | None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point: train, or print a user error as one line and return 2."""
+    try:
+        return _main(argv)
+    except UserError as exc:
+        debug = os.environ.get("VLMR1_DEBUG", "") not in ("", "0")
+        return report(exc, f"vlmr1_trainer (rank {os.environ.get('RANK', '0')})", sys.stderr, debug=debug)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     node = NodeEnv.from_environ(os.environ)
     if not is_worker(os.environ):

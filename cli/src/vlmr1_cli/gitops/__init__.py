@@ -18,7 +18,7 @@ repository that a GitOps tool (Argo CD, Flux) applies. ``vlmr1 promote`` makes t
 5. commit (:mod:`.git`): on a new branch ``promote/<service>/<job>-step-<N>`` from the current HEAD,
    with a message recording job, step, uri, digest, gates and metrics; ``--push`` pushes it.
 
-Refusals (exit 1, nothing changed): tracked changes in the work tree, a checkpoint that does not
+Refusals (exit 2, nothing changed): tracked changes in the work tree, a checkpoint that does not
 verify, a gate miss (with the measured value), a file that holds no VLMService, an unknown or
 ambiguous metric, a job without checkpoints, a target branch that already holds something else.
 Any failure after the branch was created restores the file, switches back and deletes the branch.
@@ -35,8 +35,10 @@ Example::
 
 from __future__ import annotations
 
+from vlmr1_core.errors import UserError
+
 __all__ = ["PromoteError"]
 
 
-class PromoteError(Exception):
+class PromoteError(UserError):
     """A promotion that was refused or failed; str() says what is wrong and how to fix it."""

@@ -9,9 +9,10 @@ so a typo gets the same answer everywhere:
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from vlmr1_core.api import GROUP_VERSION, KINDS, GRPOJob, VLMService
+from vlmr1_core.config import KNOWN_REWARDS, reward_name_problem
+from vlmr1_core.errors import UserError
 
 Manifest = GRPOJob | VLMService
 Loc = tuple[str | int, ...]
@@ -39,12 +42,15 @@ class Problem:
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
-class ManifestError(ValueError):
-    """A manifest that cannot be used; str() lists every problem, one per line."""
+class ManifestError(UserError, ValueError):
+    """A manifest that cannot be used; str() lists every problem, one per line, each with its file."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        super().__init__("\n".join(str(p) for p in problems), file=problems[0].path if problems else None)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,9 @@ def _duplicate_keys(node: yaml.Node, loc: Loc) -> Iterator[tuple[int, str]]:
             yield from _duplicate_keys(item, (*loc, i))
 
 
-def parse_document(doc: Document) -> Manifest:
-    """Validate one document against the model its `kind` names."""
+def parse_document(doc: Document, known_rewards: Collection[str] | None = KNOWN_REWARDS) -> Manifest:
+    """Validate one document against the model its `kind` names; a GRPOJob's reward names
+    against ``known_rewards`` too (None: not checked)."""
     data = doc.data
     if not isinstance(data, dict):
         raise ManifestError([Problem(doc.path, doc.line_of(()), "", "expected a mapping (a Kubernetes object)")])
@@ -140,7 +147,7 @@ def parse_document(doc: Document) -> Manifest:
             ]
         )
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
         problems: dict[str, Problem] = {}
         for err in exc.errors():
@@ -148,15 +155,28 @@ def parse_document(doc: Document) -> Manifest:
             # A union (e.g. a quantity: string or integer) fails once per branch; one is enough.
             problems.setdefault(problem.field, problem)
         raise ManifestError(list(problems.values())) from exc
+    if isinstance(obj, GRPOJob) and known_rewards is not None:
+        # Not a model rule: the names a trainer knows depend on its image (custom rewards), so
+        # the API server cannot check them; the caller says which names it knows.
+        unknown = []
+        for i, reward in enumerate(obj.spec.rewards):
+            why = reward_name_problem(reward.name, known_rewards)
+            if why is not None:
+                loc: Loc = ("spec", "rewards", i, "name")
+                unknown.append(Problem(doc.path, doc.line_of(loc), _dotted(loc), why))
+        if unknown:
+            raise ManifestError(unknown)
+    return obj
 
 
-def load_manifests(path: str | Path) -> list[Manifest]:
-    """Every GRPOJob and VLMService in a file, or a ManifestError listing all problems."""
+def load_manifests(path: str | Path, known_rewards: Collection[str] | None = KNOWN_REWARDS) -> list[Manifest]:
+    """Every GRPOJob and VLMService in a file, or a ManifestError listing all problems (reward
+    names are checked against ``known_rewards``; None: not checked)."""
     problems: list[Problem] = []
     out: list[Manifest] = []
     for doc in load_documents(path):
         try:
-            out.append(parse_document(doc))
+            out.append(parse_document(doc, known_rewards))
         except ManifestError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -164,9 +184,11 @@ def load_manifests(path: str | Path) -> list[Manifest]:
     return out
 
 
-def load_manifest(path: str | Path, kind: type[Manifest] | None = None) -> Manifest:
+def load_manifest(
+    path: str | Path, kind: type[Manifest] | None = None, known_rewards: Collection[str] | None = KNOWN_REWARDS
+) -> Manifest:
     """The single object in a file (of `kind`, when given)."""
-    objs = load_manifests(path)
+    objs = load_manifests(path, known_rewards)
     if len(objs) != 1:
         raise ManifestError([Problem(str(path), None, "", f"expected exactly one object, found {len(objs)}")])
     if kind is not None and not isinstance(objs[0], kind):
@@ -239,6 +261,25 @@ def _element_type(annotation: Any) -> Any:
     """The item type of list[X] or value type of dict[K, X]."""
     args = typing.get_args(_unwrap(annotation))
     return _unwrap(args[-1]) if args else None
+
+
+def line_of_field(path: str | Path, field: str, index: int = 0) -> int | None:
+    """The line of ``field`` (``spec.datasets[0].jsonl``) in the ``index``-th document of a
+    file, or of its deepest parent there; None when the file cannot be read as YAML."""
+    try:
+        docs = load_documents(path)
+    except ManifestError:
+        return None
+    return docs[index].line_of(parse_field(field)) if index < len(docs) else None
+
+
+def parse_field(field: str) -> Loc:
+    """A dotted field path as a location.
+
+    >>> parse_field("spec.datasets[0].jsonl")
+    ('spec', 'datasets', 0, 'jsonl')
+    """
+    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", field))
 
 
 def _dotted(loc: Loc) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlmr1_core.config import EVAL_METRICS, EvalTask
+from vlmr1_core.errors import UserError
 from vlmr1_trainer.rewards._text import first_block, json_blocks, last_block
 from vlmr1_trainer.rewards.accuracy import MathReward
 from vlmr1_trainer.rewards.choice import AllMatchReward
@@ -59,7 +60,7 @@ _OVD_FIX = (
 _TEXT_FIX = "the gpt turn must hold the reference answer"
 
 
-class EvalDataError(ValueError):
+class EvalDataError(UserError, ValueError):
     """An evaluation sample's ground truth is malformed: a data error, not a wrong answer.
 
     >>> str(EvalDataError("val.jsonl:3", "the solution has no <answer>…</answer> block", "add one"))
@@ -67,8 +68,8 @@ class EvalDataError(ValueError):
     """
 
     def __init__(self, source: str, problem: str, fix: str) -> None:
-        super().__init__(f"{source}: {problem}; to fix: {fix}")
-        self.source, self.problem, self.fix = source, problem, fix
+        super().__init__(problem, file=source, fix=fix)  # source is already "file:line"
+        self.source, self.problem = source, problem
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlmr1_core.checkpoints import MANIFEST, verify_checkpoint
 from vlmr1_core.config import ModelSpec, TrainerConfig, detect_family
+from vlmr1_core.errors import UserError
 
 if TYPE_CHECKING:
     from vlmr1_trainer.vlm import VLMFamily
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
     """A checkpoint or model that cannot be evaluated (not verifiable, unknown family)."""
 
 

@@ -21,6 +21,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from vlmr1_core.config import reward_name_problem
+from vlmr1_core.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 #: Keyword arguments TRL's GRPOTrainer passes that are not dataset columns.
@@ -31,7 +34,7 @@ class BadGroundTruthError(ValueError):
     """The sample's ground truth (not the completion) is malformed: the reward is None."""
 
 
-class UnknownRewardError(LookupError):
+class UnknownRewardError(UserError, LookupError):
     """No reward is registered under the requested name."""
 
 
@@ -147,10 +150,11 @@ def available() -> list[str]:
 
 
 def reward_class(name: str) -> type[Reward]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownRewardError(f"unknown reward {name!r}; known rewards: {', '.join(available())}") from None
+    """The class registered as ``name``; an UnknownRewardError suggests the closest name."""
+    problem = reward_name_problem(name, _REGISTRY)
+    if problem is not None:
+        raise UnknownRewardError(problem)
+    return _REGISTRY[name]
 
 
 def build(name: str, **params: Any) -> Reward:

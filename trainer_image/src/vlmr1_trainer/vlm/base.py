@@ -116,6 +116,8 @@ class VLMFamily(ABC):
     ) -> PreTrainedModel:
         """Load the model from a uri with ``from_pretrained`` (unset options are not passed; the
         attention kernel is resolved for this machine by :func:`resolve_attn_implementation`)."""
+        from vlmr1_trainer.storage import ModelUnavailableError
+
         resolved = self.resolve(source, revision)
         options: dict[str, Any] = dict(kwargs)
         if resolved.revision is not None:
@@ -125,7 +127,10 @@ class VLMFamily(ABC):
         attn_implementation = resolve_attn_implementation(attn_implementation)
         if attn_implementation is not None:
             options["attn_implementation"] = attn_implementation
-        model: PreTrainedModel = self.model_class().from_pretrained(resolved.pretrained, **options)
+        try:
+            model: PreTrainedModel = self.model_class().from_pretrained(resolved.pretrained, **options)
+        except OSError as exc:  # transformers' way of saying the files cannot be had
+            raise ModelUnavailableError.from_load(resolved, exc) from exc
         return model
 
     def load_processor(
@@ -144,16 +149,20 @@ class VLMFamily(ABC):
         from transformers import AutoProcessor
 
         import vlmr1_core.processors  # noqa: F401 (registers the builtin processors)
+        from vlmr1_trainer.storage import ModelUnavailableError
 
         resolved = self.resolve(source, revision)
         options = {"revision": resolved.revision} if resolved.revision is not None else {}
-        processor: ProcessorMixin = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            resolved.pretrained, **options
-        )
+        try:
+            processor: ProcessorMixin = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                resolved.pretrained, **options
+            )
+        except OSError as exc:
+            raise ModelUnavailableError.from_load(resolved, exc) from exc
         if not hasattr(processor, "image_processor"):
-            raise TypeError(
-                f"{resolved.uri}: AutoProcessor returned {type(processor).__name__}, not a multimodal processor; "
-                "is this a vision-language checkpoint with a processor_config.json?"
+            raise ModelUnavailableError(
+                f"{resolved.uri}: AutoProcessor returned {type(processor).__name__}, not a multimodal processor",
+                fix="use a vision-language checkpoint (one with a processor_config.json)",
             )
         if resolved.kind != "builtin":
             self.set_pixel_bounds(processor, min_pixels, max_pixels)

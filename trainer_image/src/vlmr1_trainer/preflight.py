@@ -1,0 +1,152 @@
+"""What a training run checks before it loads any weights, cheapest first.
+
+The spec itself was validated when it was read (the GRPOJob or TrainerConfig models). Then,
+here: the reward names and parameters (microseconds), then every data file, training and
+evaluation sets alike — each sample parsed, each image's header read (seconds). Only then does
+the trainer load the model, which takes minutes for a large one from a hub: a misspelt reward or
+a bad dataset line must not wait for that, nor, for an evaluation set, for the first checkpoint.
+
+Every problem is a :class:`~vlmr1_core.errors.UserError` naming the spec field
+(``spec.datasets[0].jsonl``) or the data file and line, with the fix; ``vlmr1 run`` adds the
+manifest's file and line to a spec field. ``vlmr1 eval`` checks its ``--data`` files here too.
+Imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vlmr1_core.config import TrainerConfig, reward_name_problem
+from vlmr1_core.errors import UserError
+from vlmr1_core.uri import resolve_local_path
+from vlmr1_trainer.data import (
+    BadSampleError,
+    DataFileError,
+    DataSource,
+    NoSamplesError,
+    OnBadSample,
+    VLMR1Dataset,
+    default_question_template,
+)
+
+if TYPE_CHECKING:
+    from vlmr1_trainer.rewards import Reward
+
+__all__ = ["CheckedInputs", "check_evaluation_data", "check_inputs", "check_rewards", "load_dataset", "local_source"]
+
+#: How to get past a bad training sample; evaluation sets have no skip (every checkpoint must
+#: be scored on the same samples).
+SKIP_FIX = "correct or remove the line, or set spec.onBadSample: skip to train without bad samples"
+EVAL_FIX = "correct or remove the line"
+
+
+@dataclass
+class CheckedInputs:
+    """What the checks produced, for the trainer to use rather than build again."""
+
+    rewards: list[Reward]
+    """The configured rewards, built with their parameters, in spec order."""
+    dataset: VLMR1Dataset
+    """Every training sample, parsed; the family's row hook is added once its processor loads."""
+
+
+def check_inputs(
+    config: TrainerConfig, question_template: Callable[[str], str] = default_question_template
+) -> CheckedInputs:
+    """Rewards, then training data, then evaluation data; the first problem is raised.
+    ``question_template`` is the model family's, for the dataset's prompts."""
+    rewards = check_rewards(config)
+    sources = [
+        local_source(spec.jsonl, spec.image_root, spec.reward_method, field=f"spec.datasets[{i}]")
+        for i, spec in enumerate(config.datasets)
+    ]
+    dataset = load_dataset(
+        sources,
+        on_bad_sample=config.on_bad_sample,
+        question_template=question_template,
+        field="spec.datasets",
+        fix=SKIP_FIX,
+    )
+    check_evaluation_data(config)
+    return CheckedInputs(rewards=rewards, dataset=dataset)
+
+
+def check_rewards(config: TrainerConfig) -> list[Reward]:
+    """Every reward name known to this trainer's registry, then every reward built with its params."""
+    from vlmr1_trainer.rewards import available, build
+
+    known = available()
+    for i, spec in enumerate(config.rewards):
+        problem = reward_name_problem(spec.name, known)
+        if problem is not None:
+            raise UserError(problem, field=f"spec.rewards[{i}].name")
+    rewards = []
+    for i, spec in enumerate(config.rewards):
+        try:
+            rewards.append(build(spec.name, **spec.params))
+        except ValueError as exc:  # an unknown parameter, or a value the reward refuses
+            raise UserError(str(exc), field=f"spec.rewards[{i}].params") from exc
+    return rewards
+
+
+def check_evaluation_data(config: TrainerConfig) -> None:
+    """Every evaluation set's samples parse and their images exist (they are scored later, at
+    each checkpoint, and a bad one must not end a run after its first save)."""
+    if config.evaluation is None:
+        return
+    for i, spec in enumerate(config.evaluation.datasets):
+        field = f"spec.evaluation.datasets[{i}]"
+        source = local_source(spec.jsonl, spec.image_root, None, field=field)
+        load_dataset([source], on_bad_sample="error", field=field, fix=EVAL_FIX)
+
+
+def local_source(
+    jsonl: str, image_root: str | None, reward_method: str | None, *, field: str, option: bool = False
+) -> DataSource:
+    """A data file and its image folder as local paths (pvc:// mapped, s3:// downloaded), both
+    present; else a UserError naming ``field`` (``spec.datasets[0]``; with ``option``, ``field``
+    is a command-line option such as ``--data`` and names both parts)."""
+    jsonl_field = field if option else f"{field}.jsonl"
+    images_field = field if option else f"{field}.imageRoot"
+    path = _local_path(jsonl, jsonl_field)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise DataFileError(f"dataset file {path} {what}", field=jsonl_field, fix="correct the path")
+    images = _local_path(image_root, images_field) if image_root else None
+    if images is not None and not images.is_dir():
+        what = "is not a folder" if images.exists() else "does not exist"
+        raise DataFileError(f"image folder {images} {what}", field=images_field, fix="correct the path")
+    return DataSource(path, images, reward_method)
+
+
+def load_dataset(
+    sources: list[DataSource],
+    *,
+    on_bad_sample: OnBadSample,
+    field: str,
+    fix: str,
+    question_template: Callable[[str], str] = default_question_template,
+) -> VLMR1Dataset:
+    """The samples of ``sources``; a bad one is a BadSampleError (file and line) with ``fix``."""
+    try:
+        return VLMR1Dataset.from_sources(sources, question_template=question_template, on_bad_sample=on_bad_sample)
+    except BadSampleError as exc:
+        exc.at(fix=fix)
+        raise
+    except DataFileError as exc:  # there a moment ago, unreadable now (permissions, a lost mount)
+        exc.at(field=field)
+        raise
+    except NoSamplesError as exc:
+        exc.at(field=field, fix="correct the samples (the warnings above list them)")
+        raise
+
+
+def _local_path(uri: str, field: str) -> Path:
+    try:
+        return resolve_local_path(uri)
+    except UserError as exc:  # a malformed uri, an s3 object that cannot be fetched
+        exc.at(field=field)
+        raise
