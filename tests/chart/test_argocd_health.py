@@ -5,7 +5,7 @@ as the global `obj`, and the chunk's return value read as {status, message}.
 
 Sample objects cover every phase of both kinds and the edge cases; statuses are validated
 against the pydantic status models so that a renamed field breaks the samples, and some are
-produced by the operator's own code (lifecycle.reconcile, the controllers on an in-memory API).
+produced by the operator's own code (lifecycle.plan, the controllers on an in-memory API).
 argocd-cm-patch.yaml is generated from the scripts (golden; VLMR1_UPDATE_GOLDEN=1 rewrites it).
 """
 
@@ -30,7 +30,7 @@ from vlmr1_operator.builders.grpojob import spec_hash
 from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE
 from vlmr1_operator.handlers.grpojob import GRPOJobController
 from vlmr1_operator.handlers.vlmservice import VLMServiceController
-from vlmr1_operator.lifecycle import PodState, reconcile
+from vlmr1_operator.lifecycle import PodState, plan
 from vlmr1_operator.metrics import OperatorMetrics
 from vlmr1_operator.settings import OperatorSettings
 
@@ -432,11 +432,11 @@ def job_model(status: dict[str, Any] | None = None, generation: int = 1, **spec:
 
 
 def job_step(job: GRPOJob, phases: tuple[str, ...], restart: int = 0) -> tuple[GRPOJob, dict[str, str]]:
-    """One lifecycle.reconcile over pods in those phases: the new job and its health."""
+    """One lifecycle.plan over pods in those phases: the new job and its health."""
     pods = [PodState(f"rec-node-{i}", i, restart, spec_hash(job), phase) for i, phase in enumerate(phases)]
-    plan = reconcile(job, pods, NOW, SETTINGS)
+    decided = plan(job, pods, NOW, SETTINGS)
     data = job.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["status"] = plan.status
+    data["status"] = decided.status
     return GRPOJob.model_validate(data), health("GRPOJob", data)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from vlmr1_core.api.grpojob import GRPOJob
 from vlmr1_operator.builders.grpojob import spec_hash
-from vlmr1_operator.lifecycle import Plan, PodState, reconcile
+from vlmr1_operator.lifecycle import Plan, PodState, plan
 from vlmr1_operator.settings import OperatorSettings
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -40,10 +40,10 @@ def pods(j: GRPOJob, *phases: str, restart: int = 0, spec: str | None = None) ->
 
 def step(j: GRPOJob, observed: list[PodState], now: datetime = T0) -> tuple[Plan, GRPOJob]:
     """Reconcile once and return the plan and the job with its new status (what the handler writes)."""
-    plan = reconcile(j, observed, now, SETTINGS)
+    decided = plan(j, observed, now, SETTINGS)
     data = j.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["status"] = plan.status
-    return plan, GRPOJob.model_validate(data)
+    data["status"] = decided.status
+    return decided, GRPOJob.model_validate(data)
 
 
 def kinds(plan: Plan) -> list[str]:

@@ -95,7 +95,7 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class Policy:
+class ScalingPolicy:
     """How to scale: the target, the bounds, the windows and the queue model."""
 
     target_tokens_per_second_per_replica: float
@@ -152,7 +152,7 @@ class Policy:
             raise ValueError("max_scale_down_step must be at least 1")
 
     @classmethod
-    def from_spec(cls, spec: AutoscalingSpec, replicas: ReplicaRange) -> Policy:
+    def from_spec(cls, spec: AutoscalingSpec, replicas: ReplicaRange) -> ScalingPolicy:
         """The policy a VLMService asks for; the queue model keeps its defaults."""
         return cls(
             target_tokens_per_second_per_replica=spec.target_tokens_per_second_per_replica,
@@ -206,7 +206,7 @@ class Decision(NamedTuple):
     """One line for events and logs: the measurement, what it needs, and why this count."""
 
 
-def needed_replicas(policy: Policy, observation: Observation, state: State) -> tuple[float, str]:
+def needed_replicas(policy: ScalingPolicy, observation: Observation, state: State) -> tuple[float, str]:
     """Replicas the measured demand needs at the target (fractional), and how it was estimated."""
     ready = observation.ready
     target = policy.target_tokens_per_second_per_replica
@@ -234,7 +234,7 @@ def needed_replicas(policy: Policy, observation: Observation, state: State) -> t
     return needed, how
 
 
-def recommend(policy: Policy, observation: Observation, state: State) -> tuple[int, str]:
+def recommend(policy: ScalingPolicy, observation: Observation, state: State) -> tuple[int, str]:
     """The replica count this observation alone calls for (before stabilization), and why."""
     current = observation.replicas
     ready = observation.ready
@@ -254,7 +254,7 @@ def recommend(policy: Policy, observation: Observation, state: State) -> tuple[i
     return policy.clamp(min(current, math.ceil(needed + starting))), how
 
 
-def decide(policy: Policy, state: State, observation: Observation) -> Decision:
+def decide(policy: ScalingPolicy, state: State, observation: Observation) -> Decision:
     """Desired replicas for `observation`, the state for the next call, and the reason."""
     recommendation, how = recommend(policy, observation, state)
     now = observation.time

@@ -86,13 +86,14 @@ class Plan:
     """Seconds until a time-based transition (deadline, TTL) is due."""
 
 
-def reconcile(job: GRPOJob, pods: list[PodState], now: datetime, settings: OperatorSettings) -> Plan:
+def plan(job: GRPOJob, pods: list[PodState], now: datetime, settings: OperatorSettings) -> Plan:
+    """What to do about `job`, given its observed pods, at `now`."""
     status = job.status.model_copy(deep=True) if job.status else GRPOJobStatus()
-    plan = _decide(job, status, pods, now, settings)
+    decided = _decide(job, status, pods, now, settings)
     status.observed_generation = job.metadata.generation
-    status.replicas = _replica_counts([p for p in pods if not p.terminating and p.name not in plan.delete_pods])
-    plan.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return plan
+    status.replicas = _replica_counts([p for p in pods if not p.terminating and p.name not in decided.delete_pods])
+    decided.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return decided
 
 
 def _decide(

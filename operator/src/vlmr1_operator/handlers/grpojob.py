@@ -1,4 +1,4 @@
-"""kopf handlers for GRPOJobs: parse, plan (lifecycle.reconcile), apply, write status.
+"""kopf handlers for GRPOJobs: parse, plan (lifecycle.plan), apply, write status.
 
 Event handlers only (no create/update handlers): kopf keeps no state annotations or
 finalizers on our objects, every watch event of a job or of one of its pods runs the
@@ -21,7 +21,7 @@ from vlmr1_core.config import KNOWN_REWARDS
 from vlmr1_operator import k8s, progress
 from vlmr1_operator.builders.common import LABEL_JOB, MANAGED_BY
 from vlmr1_operator.handlers.base import Controller, owned_by
-from vlmr1_operator.lifecycle import PodState, reconcile
+from vlmr1_operator.lifecycle import PodState, plan
 from vlmr1_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,12 @@ class GRPOJobController(Controller):
         job = self._parse(body, now)
         observed = self.kube.list(k8s.PODS, namespace, {LABEL_JOB: name, "app.kubernetes.io/managed-by": MANAGED_BY})
         pods = [PodState.from_manifest(p) for p in observed if owned_by(p, body)]
-        plan = reconcile(job, pods, now, self.settings)
-        for obj in plan.ensure:
+        decided = plan(job, pods, now, self.settings)
+        for obj in decided.ensure:
             self.kube.ensure(obj)
-        for pod in plan.delete_pods:
+        for pod in decided.delete_pods:
             self.kube.delete(k8s.PODS, namespace, pod)
-        status = plan.status
+        status = decided.status
         master = next((p for p in pods if p.index == 0 and p.ip and not p.terminating), None)
         if status.get("phase") == "Running" and master is not None and master.ip:
             report = progress.scrape(master.ip, self.settings.trainer_metrics_port)
@@ -52,10 +52,10 @@ class GRPOJobController(Controller):
                 best = job.spec.checkpoint
                 status = progress.fold(status, report, now, best.best_metric, greater_is_better=best.greater_is_better)
         self.write_status(body, status)
-        for event in plan.events:
+        for event in decided.events:
             self.event(body, event.type, event.reason, event.message, now)
         self.metrics.observe_phase(namespace, name, status.get("phase", "Pending"))
-        if plan.delete_job:
+        if decided.delete_job:
             log.info("deleting GRPOJob %s/%s: ttlSecondsAfterFinished passed", namespace, name)
             self.kube.delete(k8s.GRPOJOBS, namespace, name)
 

@@ -20,7 +20,7 @@ import kopf
 from vlmr1_core.api.common import Condition
 from vlmr1_core.api.vlmservice import VLMService
 from vlmr1_operator import k8s
-from vlmr1_operator.autoscaler import Observation, Policy, State, decide
+from vlmr1_operator.autoscaler import Observation, ScalingPolicy, State, decide
 from vlmr1_operator.builders import build_vlmservice
 from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE, endpoint
 from vlmr1_operator.conditions import set_condition
@@ -121,7 +121,7 @@ class VLMServiceController(Controller):
             "waitingRequests": load.waiting_requests,
             "measuredAt": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
-        policy = Policy.from_spec(svc.spec.autoscaling, svc.spec.replicas)
+        policy = ScalingPolicy.from_spec(svc.spec.autoscaling, svc.spec.replicas)
         observation = Observation(t, current, load.tokens_per_second, load.waiting_requests, ready_replicas=ready)
         decision = decide(policy, state, observation)
         self._scaling[key] = (decision.state, t)
