@@ -1,9 +1,10 @@
 """The VLMService autoscaler: measured load in, desired replicas out. Pure: no clock, no I/O.
 
-The kopf timer reads throughput and queue depth every evaluation period, builds an
-`Observation`, calls `decide` with the `State` the previous call returned, and writes the
-desired count through the scale subresource. Everything that needs judgement is here, so it
-can be tested on load traces and compared with the Kubernetes HPA (bench/autoscaler.py).
+Once per evaluation period (a VLMService is due then in resync.py) its controller measures
+throughput and queue depth, and the planner (service_lifecycle.py) builds an `Observation`,
+calls `decide` with the `State` the previous call returned and has the desired count written
+through the scale subresource. Everything that needs judgement is here, so it can be tested
+on load traces and compared with the Kubernetes HPA (bench/autoscaler.py).
 
 Algorithm, once per evaluation period:
 
