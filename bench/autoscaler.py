@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vlmr1_operator.autoscaler import Observation, Policy, State, decide
+from vlmr1_operator.autoscaler import Observation, ScalingPolicy, State, decide
 
 DAY_S = 86_400
 PERIOD_S = 15
@@ -166,7 +166,7 @@ def run(trace: list[float], startup_s: int, scaler: Scaler) -> Result:
 
 
 def ours() -> Scaler:
-    policy = Policy(
+    policy = ScalingPolicy(
         target_tokens_per_second_per_replica=TARGET,
         min_replicas=MIN_REPLICAS,
         max_replicas=MAX_REPLICAS,

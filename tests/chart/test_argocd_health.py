@@ -5,7 +5,8 @@ as the global `obj`, and the chunk's return value read as {status, message}.
 
 Sample objects cover every phase of both kinds and the edge cases; statuses are validated
 against the pydantic status models so that a renamed field breaks the samples, and some are
-produced by the operator's own code (lifecycle.reconcile, the controllers on an in-memory API).
+produced by the operator's own planners (lifecycle.plan, service_lifecycle.plan; the controllers
+that write them are tested in tests/vlmr1_operator).
 argocd-cm-patch.yaml is generated from the scripts (golden; VLMR1_UPDATE_GOLDEN=1 rewrites it).
 """
 
@@ -18,20 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
-import kopf
 import pytest
 import yaml
 from lupa import lua51
 
 from vlmr1_core.api.grpojob import GRPOJob, GRPOJobPhase, GRPOJobStatus
-from vlmr1_core.api.vlmservice import VLMServicePhase, VLMServiceStatus
-from vlmr1_operator import k8s
+from vlmr1_core.api.vlmservice import VLMService, VLMServicePhase, VLMServiceStatus
 from vlmr1_operator.builders.grpojob import spec_hash
-from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE
-from vlmr1_operator.handlers.grpojob import GRPOJobController
-from vlmr1_operator.handlers.vlmservice import VLMServiceController
-from vlmr1_operator.lifecycle import PodState, reconcile
-from vlmr1_operator.metrics import OperatorMetrics
+from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION
+from vlmr1_operator.lifecycle import PodState, plan
+from vlmr1_operator.service_lifecycle import Observed
+from vlmr1_operator.service_lifecycle import plan as plan_service
 from vlmr1_operator.settings import OperatorSettings
 
 from .conftest import CHART
@@ -432,11 +430,11 @@ def job_model(status: dict[str, Any] | None = None, generation: int = 1, **spec:
 
 
 def job_step(job: GRPOJob, phases: tuple[str, ...], restart: int = 0) -> tuple[GRPOJob, dict[str, str]]:
-    """One lifecycle.reconcile over pods in those phases: the new job and its health."""
+    """One lifecycle.plan over pods in those phases: the new job and its health."""
     pods = [PodState(f"rec-node-{i}", i, restart, spec_hash(job), phase) for i, phase in enumerate(phases)]
-    plan = reconcile(job, pods, NOW, SETTINGS)
+    decided = plan(job, pods, NOW, SETTINGS)
     data = job.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["status"] = plan.status
+    data["status"] = decided.status
     return GRPOJob.model_validate(data), health("GRPOJob", data)
 
 
@@ -473,119 +471,52 @@ def test_grpojob_statuses_from_the_lifecycle() -> None:
     assert (suspended.status and suspended.status.phase, verdict["status"]) == ("Suspended", "Suspended")
 
 
-class MemoryKube:
-    """Just enough of k8s.Kube for the controllers: objects in a dict, status merge patches."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        self.objects[(k8s.resource_of(obj).plural, meta["namespace"], meta["name"])] = obj
-        return obj
-
-    def get(self, resource: k8s.Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
-        found = self.objects.get((resource.plural, namespace or "", name))
-        return copy.deepcopy(found) if found is not None else None
-
-    def list(self, resource: k8s.Resource, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(o) for (plural, ns, _), o in self.objects.items()
-            if plural == resource.plural and ns == namespace
-            and labels.items() <= (o["metadata"].get("labels") or {}).items()
-        ]  # fmt: skip
-
-    def ensure(self, obj: dict[str, Any]) -> bool:
-        live = self.get(k8s.resource_of(obj), obj["metadata"]["namespace"], obj["metadata"]["name"])
-        self.put({**copy.deepcopy(obj), **({"status": live["status"]} if live and "status" in live else {})})
-        return True
-
-    def patch_status(self, resource: k8s.Resource, namespace: str, name: str, status: dict[str, Any]) -> None:
-        obj = self.objects[(resource.plural, namespace, name)]
-        merged = {**obj.get("status", {}), **status}
-        obj["status"] = {k: v for k, v in merged.items() if v is not None}
-
-    def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str, now: str) -> None:
-        pass
+def service_step(
+    status: VLMServiceStatus | None, job: GRPOJob | None, *served: str, generation: int = 3
+) -> tuple[VLMServiceStatus, dict[str, str]]:
+    """One service_lifecycle.plan: `served` are the digests of its ready pods (a Deployment exists
+    once any serve); the new status and its health."""
+    body = vlmservice(status.model_dump(mode="json", by_alias=True, exclude_none=True) if status else None,
+                      generation=generation)  # fmt: skip
+    body["spec"].update(resources={"accelerator": "cpu", "devicesPerReplica": 0}, engine={"name": "transformers"})
+    pods = [
+        {"metadata": {"name": f"rec-{i}", "annotations": {DIGEST_ANNOTATION: d}},
+         "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        for i, d in enumerate(served)
+    ]  # fmt: skip
+    deployment = {"status": {"replicas": len(served), "readyReplicas": len(served)}} if served else None
+    observed = Observed(deployment=deployment, pods=pods, job=job)
+    planned = plan_service(VLMService.model_validate(body), observed, NOW, SETTINGS).status
+    body["status"] = planned.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return planned, health("VLMService", body)
 
 
-def test_vlmservice_statuses_from_the_controller() -> None:
-    """Unresolved model, first rollout, ready, a new checkpoint rolling out, an invalid spec: the
-    statuses VLMServiceController writes, judged by the script."""
-    kube = MemoryKube()
-    controller = VLMServiceController(kube, SETTINGS, OperatorMetrics())  # type: ignore[arg-type]
-    service = kube.put(vlmservice(None, generation=1))
-    service["spec"].update(resources={"accelerator": "cpu", "devicesPerReplica": 0}, engine={"name": "transformers"})
+def trained(digest: str) -> GRPOJob:
+    checkpoint = {"uri": "pvc://runs/rec/ck", "step": 10, "digest": digest, "best": True}
+    return job_model({"phase": "Running", "checkpoints": [checkpoint], "bestCheckpoint": checkpoint})
 
-    def verdict() -> dict[str, str]:
-        controller.reconcile("ml", "rec", NOW)
-        live = kube.get(k8s.VLMSERVICES, "ml", "rec")
-        assert live is not None
-        VLMServiceStatus.model_validate(live["status"])
-        return health("VLMService", live)
 
-    def checkpoints(digest: str) -> None:
-        checkpoint = {"uri": "pvc://runs/rec/ck", "step": 10, "digest": digest, "best": True}
-        kube.put(grpojob({"phase": "Running", "checkpoints": [checkpoint]}))
-
-    def serving(*digests: str) -> None:
-        for key in [k for k in kube.objects if k[0] == "pods"]:
-            del kube.objects[key]
-        for i, digest in enumerate(digests):
-            kube.put({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": f"rec-{i}", "namespace": "ml", "labels": {LABEL_SERVICE: "rec"},
-                             "annotations": {DIGEST_ANNOTATION: digest}},
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-            })  # fmt: skip
-        kube.objects[("deployments", "ml", "rec")]["status"] = {"replicas": len(digests), "readyReplicas": len(digests)}
-
-    first = verdict()
-    assert first["status"] == "Progressing" and "GRPOJob ml/rec does not exist" in first["message"]
-    checkpoints(D1)
-    assert verdict() == {"status": "Progressing", "message": f"Progressing: 0/1 replica(s) ready on {D1}"}
-    serving(D1)
-    ready = verdict()
-    assert ready["status"] == "Healthy" and f"1/1 replica(s) ready on {D1}" in ready["message"]
-    checkpoints(D2)  # a better checkpoint: the Deployment rolls to it
-    assert "still serving" in verdict()["message"]
-    serving(D1, D2)
-    rolling = verdict()
-    assert rolling["status"] == "Progressing" and f"still serving {D1} (1)" in rolling["message"]
-    serving(D2)
-    assert verdict()["status"] == "Healthy"
-
-    service = kube.objects[("vlmservices", "ml", "rec")]
-    service["spec"]["replicas"] = {"min": 3, "max": 1}
-    service["metadata"]["generation"] = 2
-    waiting = health("VLMService", copy.deepcopy(service))  # not reconciled yet
-    assert waiting == {
+def test_vlmservice_statuses_from_the_planner() -> None:
+    """Unresolved model, first rollout, ready, a new checkpoint rolling out: the statuses
+    service_lifecycle.plan computes (the controller writes them), judged by the script."""
+    status, verdict = service_step(None, None)
+    assert verdict["status"] == "Progressing" and "GRPOJob ml/rec does not exist" in verdict["message"]
+    status, verdict = service_step(status, trained(D1))
+    assert verdict == {"status": "Progressing", "message": f"Progressing: 0/1 replica(s) ready on {D1}"}
+    status, verdict = service_step(status, trained(D1), D1)
+    assert verdict["status"] == "Healthy" and f"1/1 replica(s) ready on {D1}" in verdict["message"]
+    status, verdict = service_step(status, trained(D2), D1)  # a better checkpoint: the Deployment rolls to it
+    assert "still serving" in verdict["message"]
+    status, verdict = service_step(status, trained(D2), D1, D2)
+    assert verdict["status"] == "Progressing" and f"still serving {D1} (1)" in verdict["message"]
+    status, verdict = service_step(status, trained(D2), D2)
+    assert verdict["status"] == "Healthy"
+    # Before the operator sees generation 4 the old status is not trusted.
+    body = vlmservice(status.model_dump(mode="json", by_alias=True, exclude_none=True), generation=4)
+    assert health("VLMService", body) == {
         "status": "Progressing",
-        "message": "Waiting for the vlmr1 operator to reconcile generation 2 (status describes generation 1)",
+        "message": "Waiting for the vlmr1 operator to reconcile generation 4 (status describes generation 3)",
     }
-    with pytest.raises(kopf.PermanentError):
-        controller.reconcile("ml", "rec", NOW)
-    failed = health("VLMService", copy.deepcopy(service))
-    assert failed["status"] == "Degraded" and "replicas.min must not exceed replicas.max" in failed["message"]
-    # Fixing the spec recovers the service: no stale Invalid/Failed conditions, healthy again.
-    service["spec"]["replicas"] = {"min": 1, "max": 1}
-    service["metadata"]["generation"] = 3
-    assert verdict()["status"] == "Healthy"
-    live = kube.get(k8s.VLMSERVICES, "ml", "rec")
-    assert live is not None
-    assert {c["type"] for c in live["status"]["conditions"]} == {"ModelResolved", "Ready"}
-
-
-def test_invalid_grpojob_from_the_controller() -> None:
-    kube = MemoryKube()
-    controller = GRPOJobController(kube, SETTINGS, OperatorMetrics())  # type: ignore[arg-type]
-    job = kube.put(grpojob(None, generation=1))
-    job["spec"]["rewards"] = [{"name": "iuo"}]
-    with pytest.raises(kopf.PermanentError):
-        controller.reconcile("ml", "rec", NOW)
-    verdict = health("GRPOJob", copy.deepcopy(job))
-    assert verdict["status"] == "Degraded"
-    assert "unknown reward 'iuo'" in verdict["message"], verdict["message"]
 
 
 # --- The argocd-cm patch --------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import doctest
 import hashlib
 import json
 import math
@@ -12,13 +13,17 @@ from pathlib import Path
 import pytest
 
 from vlmr1_cli import checkpoints as cli_checkpoints
+from vlmr1_core import checkpoints
 from vlmr1_core.checkpoints import (
     MANIFEST,
     CheckpointInfo,
+    Selector,
     checkpoint_dirs,
     find_resumable,
     prune,
     save_checkpoint,
+    select_checkpoint,
+    selector,
     verify_checkpoint,
 )
 from vlmr1_core.config import TrainerConfig
@@ -199,3 +204,44 @@ def test_cli_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert _cli("checkpoints", "list", "--no-verify", str(tmp_path)) == 0
     assert "\tunverified\t" in capsys.readouterr().out
+
+
+# --- Selecting a checkpoint: the rule `vlmr1 promote` and a VLMService's fromJob share ------------
+
+STEPS = [(6, {"reward": 0.7, "loss": 0.1}), (2, {"reward": 0.4, "loss": 0.3}), (4, {"reward": 0.7})]
+
+
+@pytest.mark.parametrize(
+    ("which", "options", "step"),
+    [
+        ("latest", {}, 6),
+        (4, {}, 4),
+        (5, {}, None),
+        ("best", {}, 6),  # a tie goes to the higher step
+        ("best", {"best_metric": "loss", "greater_is_better": False}, 6),
+        ("best", {"best_metric": "loss"}, 2),
+        ("best", {"marked_best": 2}, 2),  # what the source marked wins
+        ("best", {"marked_best": 8}, 6),  # unless it is not among the candidates
+        ("best", {"best_metric": "eval/x/acc"}, None),  # no candidate has the metric: none is best
+    ],
+)
+def test_select_checkpoint(which: Selector, options: dict[str, object], step: int | None) -> None:
+    index = select_checkpoint(STEPS, which, **options)  # type: ignore[arg-type]
+    assert (STEPS[index][0] if index is not None else None) == step
+
+
+def test_select_from_nothing() -> None:
+    assert select_checkpoint([], "latest") is None
+    assert select_checkpoint([], "best") is None
+
+
+def test_selector_reads_a_fromjob_reference() -> None:
+    assert [selector(t) for t in ("best", "latest", "40", " 0 ")] == ["best", "latest", 40, 0]
+    for bad in ("", "newest", "step=4", "-1"):
+        with pytest.raises(ValueError, match="not best, latest or a step number"):
+            selector(bad)
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(checkpoints)
+    assert result.attempted >= 5 and result.failed == 0

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlmr1_core.api.vlmservice import AutoscalingSpec, ReplicaRange
-from vlmr1_operator.autoscaler import Observation, Policy, State, decide
+from vlmr1_operator.autoscaler import Observation, ScalingPolicy, State, decide
 
 CAPACITY = 1000.0
 TARGET = 800.0
@@ -27,7 +27,7 @@ STARTUP_S = 60
 TOKENS_PER_REQUEST = 256.0
 WINDOW_S = 300
 
-POLICY = Policy(
+POLICY = ScalingPolicy(
     target_tokens_per_second_per_replica=TARGET,
     min_replicas=1,
     max_replicas=50,
@@ -61,7 +61,7 @@ def simulate(
     demand: Callable[[int], float],
     seconds: int,
     replicas: int,
-    policy: Policy = POLICY,
+    policy: ScalingPolicy = POLICY,
     tokens_per_request: float = TOKENS_PER_REQUEST,
 ) -> Run:
     """Drive the autoscaler through `seconds` of `demand`, starting with `replicas` ready."""
@@ -244,7 +244,7 @@ def test_from_spec() -> None:
     spec = AutoscalingSpec.model_validate(
         {"targetTokensPerSecondPerReplica": 500, "scaleUpStabilizationSeconds": 30, "evaluationPeriodSeconds": 10}
     )
-    policy = Policy.from_spec(spec, ReplicaRange.model_validate({"min": 2, "max": 8}))
+    policy = ScalingPolicy.from_spec(spec, ReplicaRange.model_validate({"min": 2, "max": 8}))
     assert policy.target_tokens_per_second_per_replica == 500
     assert (policy.min_replicas, policy.max_replicas) == (2, 8)
     assert (policy.scale_up_window_s, policy.scale_down_window_s, policy.evaluation_period_s) == (30, 300, 10)
@@ -256,15 +256,15 @@ def test_invalid_inputs_are_rejected() -> None:
     with pytest.raises(ValueError, match="waiting_requests"):
         Observation(0, 1, 0.0, waiting_requests=math.nan)
     with pytest.raises(ValueError, match="min_replicas"):
-        Policy(target_tokens_per_second_per_replica=1, min_replicas=3, max_replicas=2)
+        ScalingPolicy(target_tokens_per_second_per_replica=1, min_replicas=3, max_replicas=2)
     with pytest.raises(ValueError, match="target"):
-        Policy(target_tokens_per_second_per_replica=0, min_replicas=1, max_replicas=2)
+        ScalingPolicy(target_tokens_per_second_per_replica=0, min_replicas=1, max_replicas=2)
 
 
 # --- properties ----------------------------------------------------------------------------
 
 policies = st.builds(
-    Policy,
+    ScalingPolicy,
     target_tokens_per_second_per_replica=st.floats(1, 1e5),
     min_replicas=st.integers(0, 5),
     max_replicas=st.integers(5, 100),
@@ -286,7 +286,7 @@ def observations(draw: st.DrawFn, time: float = 0.0) -> Observation:
 
 @settings(max_examples=300)
 @given(policies, st.lists(observations(), min_size=1, max_size=20), st.lists(st.floats(1, 60), min_size=20))
-def test_desired_is_always_within_bounds(policy: Policy, seq: list[Observation], gaps: list[float]) -> None:
+def test_desired_is_always_within_bounds(policy: ScalingPolicy, seq: list[Observation], gaps: list[float]) -> None:
     state = State()
     now = 0.0
     for obs, gap in zip(seq, gaps, strict=False):
@@ -298,7 +298,7 @@ def test_desired_is_always_within_bounds(policy: Policy, seq: list[Observation],
 @settings(max_examples=300)
 @given(policies, st.integers(0, 120), st.integers(0, 120), loads, loads)
 def test_more_load_never_asks_for_fewer_replicas(
-    policy: Policy, replicas: int, ready: int, a: tuple[float, float], b: tuple[float, float]
+    policy: ScalingPolicy, replicas: int, ready: int, a: tuple[float, float], b: tuple[float, float]
 ) -> None:
     low = (min(a[0], b[0]), min(a[1], b[1]))
     high = (max(a[0], b[0]), max(a[1], b[1]))
@@ -310,7 +310,7 @@ def test_more_load_never_asks_for_fewer_replicas(
 
 @settings(max_examples=300)
 @given(policies, observations(time=1000.0))
-def test_a_steady_observation_settles_on_one_answer(policy: Policy, obs: Observation) -> None:
+def test_a_steady_observation_settles_on_one_answer(policy: ScalingPolicy, obs: Observation) -> None:
     # Repeated past both windows, the same observation changes the count at most once (the
     # windows may delay the change), and the answer then stays.
     state = State()

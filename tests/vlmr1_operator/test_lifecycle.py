@@ -7,7 +7,7 @@ from typing import Any
 
 from vlmr1_core.api.grpojob import GRPOJob
 from vlmr1_operator.builders.grpojob import spec_hash
-from vlmr1_operator.lifecycle import Plan, PodState, reconcile
+from vlmr1_operator.lifecycle import Plan, PodState, plan
 from vlmr1_operator.settings import OperatorSettings
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -40,10 +40,10 @@ def pods(j: GRPOJob, *phases: str, restart: int = 0, spec: str | None = None) ->
 
 def step(j: GRPOJob, observed: list[PodState], now: datetime = T0) -> tuple[Plan, GRPOJob]:
     """Reconcile once and return the plan and the job with its new status (what the handler writes)."""
-    plan = reconcile(j, observed, now, SETTINGS)
+    decided = plan(j, observed, now, SETTINGS)
     data = j.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["status"] = plan.status
-    return plan, GRPOJob.model_validate(data)
+    data["status"] = decided.status
+    return decided, GRPOJob.model_validate(data)
 
 
 def kinds(plan: Plan) -> list[str]:
@@ -156,8 +156,10 @@ def test_run_policy_edit_applies_in_place() -> None:
 
 def test_active_deadline_fails_the_job() -> None:
     _, j = step(job(runPolicy={"activeDeadlineSeconds": 60}), [])
-    plan, j = step(j, pods(j, "Running", "Running"), T0 + timedelta(seconds=30))
-    assert plan.requeue_after == 30
+    plan, j = step(j, pods(j, "Pending", "Running"), T0 + timedelta(seconds=30))
+    assert plan.requeue_after == 30, "due again when the deadline passes"
+    plan, j = step(j, pods(j, "Running", "Running"), T0 + timedelta(seconds=50))
+    assert plan.requeue_after == 10, "the deadline, being sooner than the next progress poll"
     plan, j = step(j, pods(j, "Running", "Running"), T0 + timedelta(seconds=61))
     assert j.status is not None and j.status.phase == "Failed"
     assert true_conditions(j) == {"Failed": "DeadlineExceeded"}
@@ -172,6 +174,17 @@ def test_ttl_deletes_a_finished_job() -> None:
     assert plan.requeue_after == 50 and not plan.delete_job
     plan, _ = step(j, [], T0 + timedelta(seconds=100))
     assert plan.delete_job
+
+
+def test_only_a_running_job_is_polled_for_progress() -> None:
+    plan, j = step(job(), [])
+    assert (j.status and j.status.phase, plan.requeue_after) == ("Pending", None)
+    plan, j = step(j, pods(j, "Running", "Running"))
+    assert (j.status and j.status.phase, plan.requeue_after) == ("Running", SETTINGS.progress_poll_seconds)
+    suspended = job(status=j.status.model_dump(mode="json", by_alias=True, exclude_none=True) if j.status else None,
+                    runPolicy={"suspend": True})  # fmt: skip
+    plan, j = step(suspended, [])
+    assert (j.status and j.status.phase, plan.requeue_after) == ("Suspended", None)
 
 
 def test_finished_job_without_ttl_is_kept() -> None:

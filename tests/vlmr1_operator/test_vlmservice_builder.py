@@ -91,14 +91,3 @@ def test_scale_count_sets_replicas_and_endpoint() -> None:
     svc = load(REPO / "examples" / "vlmservice-vllm.yaml", replicas={"min": 1, "max": 4, "count": 3})
     assert kind(build_vlmservice(svc, OperatorSettings()), "Deployment")["spec"]["replicas"] == 3
     assert endpoint(svc) == "http://rec-qwen25vl-3b.default.svc:8000/v1"
-
-
-def test_checkpoint_selection() -> None:
-    from vlmr1_operator.handlers.vlmservice import select_checkpoint
-
-    cps = [{"step": 2, "best": True}, {"step": 10}, {"step": 6}]
-    assert select_checkpoint(cps, "best") == {"step": 2, "best": True}
-    assert select_checkpoint(cps, "latest") == {"step": 10}
-    assert select_checkpoint(cps, "6") == {"step": 6}
-    assert select_checkpoint(cps, "7") is None
-    assert select_checkpoint([], "best") is None

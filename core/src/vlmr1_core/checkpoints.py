@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -34,6 +34,7 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_FORMAT",
     "CheckpointInfo",
+    "Selector",
     "VerifyResult",
     "best_index",
     "checkpoint_dirs",
@@ -43,6 +44,8 @@ __all__ = [
     "metric_value",
     "prune",
     "save_checkpoint",
+    "select_checkpoint",
+    "selector",
     "sha256_file",
     "verify_checkpoint",
 ]
@@ -347,6 +350,54 @@ def best_index(
         if (value := metric_value(m, metric)) is not None
     ]
     return max(scored)[2] if scored else None
+
+
+Selector = Literal["best", "latest"] | int
+"""Which checkpoint: ``"best"``, ``"latest"`` or a step number."""
+
+
+def selector(text: str) -> Selector:
+    """``best``, ``latest`` or a step's digits (a VLMService's ``model.fromJob.checkpoint``) as a Selector."""
+    value = text.strip()
+    if value in ("best", "latest"):
+        return "best" if value == "best" else "latest"
+    if value.isdigit():
+        return int(value)
+    raise ValueError(f"{text!r} is not best, latest or a step number")
+
+
+def select_checkpoint(
+    candidates: Sequence[tuple[int, Mapping[str, Any]]],
+    which: Selector,
+    *,
+    best_metric: str = "reward",
+    greater_is_better: bool = True,
+    marked_best: int | None = None,
+) -> int | None:
+    """Index of the ``(step, metrics)`` candidate ``which`` names, or None when there is none.
+
+    ``latest`` is the highest step; a number is the checkpoint of that step; ``best`` is the step
+    ``marked_best`` when the source marked one that is among the candidates (a GRPOJob's
+    ``status.bestCheckpoint``), else :func:`best_index` by ``best_metric``. The one selection
+    rule of ``vlmr1 promote --select`` and of a VLMService's ``model.fromJob.checkpoint``.
+
+    >>> select_checkpoint([(2, {"reward": 0.9}), (4, {"reward": 0.1})], "best")
+    0
+    >>> select_checkpoint([(2, {"reward": 0.9}), (4, {"reward": 0.1})], "best", marked_best=4)
+    1
+    >>> select_checkpoint([(2, {}), (4, {})], "latest"), select_checkpoint([(2, {})], 3)
+    (1, None)
+    """
+    steps = [step for step, _ in candidates]
+    if not steps:
+        return None
+    if which == "latest":
+        return steps.index(max(steps))
+    if which == "best":
+        if marked_best is not None and marked_best in steps:
+            return steps.index(marked_best)
+        return best_index(candidates, best_metric, greater_is_better=greater_is_better)
+    return steps.index(which) if which in steps else None
 
 
 def prune(

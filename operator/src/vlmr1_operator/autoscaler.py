@@ -1,9 +1,10 @@
 """The VLMService autoscaler: measured load in, desired replicas out. Pure: no clock, no I/O.
 
-The kopf timer reads throughput and queue depth every evaluation period, builds an
-`Observation`, calls `decide` with the `State` the previous call returned, and writes the
-desired count through the scale subresource. Everything that needs judgement is here, so it
-can be tested on load traces and compared with the Kubernetes HPA (bench/autoscaler.py).
+Once per evaluation period (a VLMService is due then in resync.py) its controller measures
+throughput and queue depth, and the planner (service_lifecycle.py) builds an `Observation`,
+calls `decide` with the `State` the previous call returned and has the desired count written
+through the scale subresource. Everything that needs judgement is here, so it can be tested
+on load traces and compared with the Kubernetes HPA (bench/autoscaler.py).
 
 Algorithm, once per evaluation period:
 
@@ -95,7 +96,7 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class Policy:
+class ScalingPolicy:
     """How to scale: the target, the bounds, the windows and the queue model."""
 
     target_tokens_per_second_per_replica: float
@@ -152,7 +153,7 @@ class Policy:
             raise ValueError("max_scale_down_step must be at least 1")
 
     @classmethod
-    def from_spec(cls, spec: AutoscalingSpec, replicas: ReplicaRange) -> Policy:
+    def from_spec(cls, spec: AutoscalingSpec, replicas: ReplicaRange) -> ScalingPolicy:
         """The policy a VLMService asks for; the queue model keeps its defaults."""
         return cls(
             target_tokens_per_second_per_replica=spec.target_tokens_per_second_per_replica,
@@ -206,7 +207,7 @@ class Decision(NamedTuple):
     """One line for events and logs: the measurement, what it needs, and why this count."""
 
 
-def needed_replicas(policy: Policy, observation: Observation, state: State) -> tuple[float, str]:
+def needed_replicas(policy: ScalingPolicy, observation: Observation, state: State) -> tuple[float, str]:
     """Replicas the measured demand needs at the target (fractional), and how it was estimated."""
     ready = observation.ready
     target = policy.target_tokens_per_second_per_replica
@@ -234,7 +235,7 @@ def needed_replicas(policy: Policy, observation: Observation, state: State) -> t
     return needed, how
 
 
-def recommend(policy: Policy, observation: Observation, state: State) -> tuple[int, str]:
+def recommend(policy: ScalingPolicy, observation: Observation, state: State) -> tuple[int, str]:
     """The replica count this observation alone calls for (before stabilization), and why."""
     current = observation.replicas
     ready = observation.ready
@@ -254,7 +255,7 @@ def recommend(policy: Policy, observation: Observation, state: State) -> tuple[i
     return policy.clamp(min(current, math.ceil(needed + starting))), how
 
 
-def decide(policy: Policy, state: State, observation: Observation) -> Decision:
+def decide(policy: ScalingPolicy, state: State, observation: Observation) -> Decision:
     """Desired replicas for `observation`, the state for the next call, and the reason."""
     recommendation, how = recommend(policy, observation, state)
     now = observation.time

@@ -1,13 +1,24 @@
-"""Kubernetes-style status conditions (metav1.Condition semantics)."""
+"""Kubernetes-style status conditions (metav1.Condition semantics), and the Events planners emit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from vlmr1_core.api.common import Condition
 
 Status = Literal["True", "False", "Unknown"]
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A core/v1 Event a planner asks for (the handler posts it on the object)."""
+
+    type: EventType
+    reason: str
+    message: str
 
 
 def set_condition(

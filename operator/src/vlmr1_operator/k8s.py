@@ -2,9 +2,11 @@
 
 A thin JSON client over the `kubernetes` package's ApiClient (which knows kubeconfig,
 in-cluster credentials and TLS). Objects stay plain dicts, as the builders produce them.
-Errors map to a few exception types the handlers act on: NotFound and Conflict are
-expected in a level-triggered loop; Transient ones (throttling, 5xx, a dropped
-connection) become kopf.TemporaryError upstream so kopf retries with a delay.
+Errors map to a few exception types: NotFound and Conflict are expected in a
+level-triggered loop (`get` and `delete` absorb NotFound, `ensure` an AlreadyExists);
+Transient ones are throttling, 5xx and dropped connections. Any ApiError out of a reconcile
+makes the object due again after the retry backoff (handlers/base.py, resync.py); the type
+only sets how loudly it is logged.
 
 Every call is checked against permissions.RULES (an unlisted call is a bug, not an RBAC
 surprise in production) and counted, so tests can assert that a no-op reconcile writes
@@ -47,7 +49,7 @@ class Invalid(ApiError):  # noqa: N818
 
 
 class Transient(ApiError):  # noqa: N818
-    """Worth retrying: throttling, server errors, connection problems."""
+    """Throttling, server errors, connection problems: the server's trouble, not a request's."""
 
 
 @dataclass(frozen=True)

@@ -16,24 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from vlmr1_core.api.grpojob import GRPOJob, GRPOJobStatus, ReplicaCounts
 from vlmr1_operator.builders import build_grpojob
 from vlmr1_operator.builders.common import LABEL_INDEX, LABEL_RESTART, Manifest
 from vlmr1_operator.builders.grpojob import SPEC_HASH_ANNOTATION, spec_hash
-from vlmr1_operator.conditions import set_condition
+from vlmr1_operator.conditions import Event, set_condition
 from vlmr1_operator.settings import OperatorSettings
 
-EventType = Literal["Normal", "Warning"]
 TERMINAL = ("Succeeded", "Failed")
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
+#: The phase conditions: one per phase, True while the job is in it (plus Invalid, set by the handler).
+PHASES = ("Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -83,16 +77,23 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     delete_job: bool = False
     requeue_after: float | None = None
-    """Seconds until a time-based transition (deadline, TTL) is due."""
+    """Seconds until the job is due again though nothing changes: its activeDeadlineSeconds or
+    TTL coming due, or (while Running) the next read of the trainer's progress. None: only a
+    change (a watch event) is worth a reconcile."""
 
 
-def reconcile(job: GRPOJob, pods: list[PodState], now: datetime, settings: OperatorSettings) -> Plan:
+def plan(job: GRPOJob, pods: list[PodState], now: datetime, settings: OperatorSettings) -> Plan:
+    """What to do about `job`, given its observed pods, at `now`."""
     status = job.status.model_copy(deep=True) if job.status else GRPOJobStatus()
-    plan = _decide(job, status, pods, now, settings)
+    decided = _decide(job, status, pods, now, settings)
     status.observed_generation = job.metadata.generation
-    status.replicas = _replica_counts([p for p in pods if not p.terminating and p.name not in plan.delete_pods])
-    plan.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return plan
+    status.replicas = _replica_counts([p for p in pods if not p.terminating and p.name not in decided.delete_pods])
+    decided.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if status.phase == "Running" and not decided.delete_job:
+        # Progress reaches status by polling the trainer (progress.py), so a running job is due again.
+        poll = settings.progress_poll_seconds
+        decided.requeue_after = poll if decided.requeue_after is None else min(decided.requeue_after, poll)
+    return decided
 
 
 def _decide(
@@ -221,7 +222,7 @@ def _finished_requeue(job: GRPOJob, status: GRPOJobStatus, plan: Plan, now: date
 def _transition(status: GRPOJobStatus, phase: str, reason: str, message: str, now: datetime) -> None:
     """Set the phase and its condition (the others become False), keeping transition times."""
     status.phase = phase  # type: ignore[assignment]
-    for kind in ("Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"):
+    for kind in PHASES:
         if kind == phase:
             set_condition(status.conditions, kind, "True", reason, message, now)
         else:

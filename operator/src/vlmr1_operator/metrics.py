@@ -53,6 +53,11 @@ class OperatorMetrics:
             self._phases.pop((namespace, name), None)
             self._publish()
 
+    def tracked(self) -> set[tuple[str, str]]:
+        """(namespace, name) of every job counted in the phase gauge."""
+        with self._lock:
+            return set(self._phases)
+
     def _publish(self) -> None:
         counts: dict[str, int] = {}
         for phase in self._phases.values():

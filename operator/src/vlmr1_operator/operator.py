@@ -1,15 +1,16 @@
 """`vlmr1 operator`: the kopf operator process.
 
-kopf watches GRPOJobs and the pods the operator made (handlers/), and a resync loop
-reconciles every job periodically, for what no watch event announces: a deadline or TTL
-coming due, and the trainer's progress. Replicas coordinate with kopf's peering: each
-takes a distinct priority (newest wins), kopf pauses the others' handlers, and the resync
-loop runs only in the replica whose priority is highest among live peers.
+kopf watches GRPOJobs, VLMServices and the children the operator made (handlers/); every
+event reconciles its object at once. What no watch event announces (a deadline or TTL coming
+due, the trainer's progress, an autoscaling period, a retry after an API error) is each
+object's due time in resync.py, whose loop reconciles objects when they fall due. Replicas
+coordinate with kopf's peering: each takes a distinct priority (newest wins), kopf pauses the
+others' handlers, and the resync loop acts only in the replica whose priority is highest
+among live peers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ from vlmr1_operator import k8s
 from vlmr1_operator.handlers import grpojob, vlmservice
 from vlmr1_operator.handlers.base import Controller
 from vlmr1_operator.metrics import OperatorMetrics
+from vlmr1_operator.resync import DueQueue, Resync
 from vlmr1_operator.settings import PEERING_NAME, OperatorSettings
 
 log = logging.getLogger("vlmr1_operator")
@@ -75,6 +77,7 @@ def require_peering_objects(kube: k8s.Kube, options: OperatorOptions) -> None:
 
 
 def build_registry(controllers: Sequence[Controller], options: OperatorOptions, identity: str) -> Any:
+    """kopf's handlers for `controllers` (which share one DueQueue), and the resync loop over them."""
     registry = kopf.OperatorRegistry()
     for controller in controllers:
         if isinstance(controller, grpojob.GRPOJobController):
@@ -88,49 +91,27 @@ def build_registry(controllers: Sequence[Controller], options: OperatorOptions, 
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.INFO
         settings.peering.name = PEERING_NAME
         settings.peering.priority = options.priority
         settings.peering.mandatory = options.peering
         settings.execution.max_workers = 16
-        memo["resync"] = asyncio.create_task(resync_loop(controllers, options, identity))
+        kube = controllers[0].kube
+        resync = Resync(
+            controllers, controllers[0].queue, is_leader=lambda: is_leader(kube, options, identity),
+            namespaces=list(options.namespaces) or [None],
+        )  # fmt: skip
+        resync.start()
+        memo["resync"] = resync
 
     @kopf.on.cleanup(registry=registry)
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("resync")
-        if task is not None:
-            task.cancel()
+    def stop(memo: kopf.Memo, **_: Any) -> None:
+        resync = memo.get("resync")
+        if resync is not None:
+            resync.stop()
 
     return registry
-
-
-async def resync_loop(controllers: Sequence[Controller], options: OperatorOptions, identity: str) -> None:
-    interval = controllers[0].settings.progress_poll_seconds
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            # Blocking API calls run in a thread: the event loop keeps serving kopf's watches.
-            await loop.run_in_executor(None, resync_once, controllers, options, identity)
-        except k8s.ApiError as exc:
-            log.warning("resync failed, retrying in %s s: %s", interval, exc)
-        except Exception:  # a bug in one pass must not end resyncing for good
-            log.exception("resync pass crashed; retrying in %s s", interval)
-
-
-def resync_once(controllers: Sequence[Controller], options: OperatorOptions, identity: str) -> None:
-    if not is_leader(controllers[0].kube, options, identity):
-        return
-    namespaces: Sequence[str | None] = options.namespaces or [None]
-    for controller in controllers:
-        for namespace in namespaces:
-            for body in controller.kube.list(controller.RESOURCE, namespace, {}):
-                meta = body["metadata"]
-                try:
-                    controller.reconcile(meta["namespace"], meta["name"])
-                except (kopf.PermanentError, kopf.TemporaryError, k8s.ApiError) as exc:
-                    log.info("resync of %s %s/%s: %s", controller.KIND, meta["namespace"], meta["name"], exc)
 
 
 def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> None:
@@ -144,9 +125,10 @@ def run(options: OperatorOptions, settings: OperatorSettings | None = None) -> N
     kube = k8s.Kube(on_call=metrics.api_call)
     if options.peering:
         require_peering_objects(kube, options)
+    queue = DueQueue()
     controllers: list[Controller] = [
-        grpojob.GRPOJobController(kube, settings, metrics),
-        vlmservice.VLMServiceController(kube, settings, metrics),
+        grpojob.GRPOJobController(kube, settings, metrics, queue),
+        vlmservice.VLMServiceController(kube, settings, metrics, queue),
     ]
     identity = f"vlmr1-{os.uname().nodename}-{os.getpid()}"
     registry = build_registry(controllers, options, identity)

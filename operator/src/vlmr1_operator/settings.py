@@ -66,7 +66,18 @@ class OperatorSettings(ApiModel):
     """Port where a trainer's rank 0 serves Prometheus metrics (progress and checkpoints)."""
 
     progress_poll_seconds: float = Field(default=15.0, gt=0)
-    """How often running jobs are reconciled and their trainer's progress read."""
+    """How often a running job is reconciled and its trainer's progress read."""
+
+    retry_seconds: float = Field(default=5.0, gt=0)
+    """When an object whose reconcile failed (an API error) is reconciled again; doubles with
+    each failure in a row, up to max_retry_seconds."""
+
+    max_retry_seconds: float = Field(default=300.0, gt=0)
+    """The longest wait before retrying a failed reconcile."""
+
+    resync_seconds: float = Field(default=300.0, gt=0)
+    """How often every object is reconciled once whatever its due time (in case a watch event
+    was lost), and state kept for deleted objects is pruned."""
 
     pvc_root: str = DEFAULT_PVC_ROOT
     """Where `pvc://claim/path` uris are mounted in pods (claim at <root>/<claim>)."""

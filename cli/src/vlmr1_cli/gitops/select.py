@@ -2,8 +2,10 @@
 
 Pure functions over ``(step, uri, digest, metrics)`` candidates, so the cluster path (a
 GRPOJob's status) and the local path (a run folder's manifests) choose the same way, and
-tests need neither. "best" is :func:`vlmr1_core.checkpoints.best_index`, the one rule the
-trainer's pruning and the operator's status use too.
+tests need neither. The choice is :func:`vlmr1_core.checkpoints.select_checkpoint`, the rule
+a VLMService's ``model.fromJob`` resolves by in the operator; its "best" is
+:func:`vlmr1_core.checkpoints.best_index`, which the trainer's pruning and the operator's
+status use too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlmr1_cli.gitops import PromoteError
-from vlmr1_core.checkpoints import best_index, metric_value
+from vlmr1_core.checkpoints import Selector, metric_value, select_checkpoint
 
 __all__ = [
     "Candidate",
@@ -93,31 +95,34 @@ def choose(
     marked_best: int | None = None,
     source: str = "the job",
 ) -> Candidate:
-    """The candidate ``selection`` names.
+    """The candidate ``selection`` names (:func:`vlmr1_core.checkpoints.select_checkpoint`).
 
     ``best`` is the step ``marked_best`` when the source already chose one (a GRPOJob's
     ``status.bestCheckpoint``), else the best by ``best_metric`` (ties to the higher step).
     """
     if not candidates:
         raise PromoteError(f"{source} has no checkpoints")
-    by_step = {c.step: c for c in candidates}
-    if selection.kind == "latest":
-        return by_step[max(by_step)]
+    which: Selector
     if selection.kind == "step":
         assert selection.step is not None
-        if selection.step not in by_step:
-            raise PromoteError(f"{source} has no checkpoint at step {selection.step} (steps: {_steps(candidates)})")
-        return by_step[selection.step]
-    if marked_best is not None and marked_best in by_step:
-        return by_step[marked_best]
-    ordered = sorted(candidates, key=lambda c: c.step)
-    index = best_index([(c.step, c.metrics) for c in ordered], best_metric, greater_is_better=greater_is_better)
-    if index is None:
-        raise PromoteError(
-            f"{source} has no checkpoint with a numeric {best_metric!r} metric (its checkpoint.bestMetric), so "
-            f"none is best; choose one with --select latest or --select step=N (steps: {_steps(candidates)})"
-        )
-    return ordered[index]
+        which = selection.step
+    else:
+        which = selection.kind
+    index = select_checkpoint(
+        [(c.step, c.metrics) for c in candidates],
+        which,
+        best_metric=best_metric,
+        greater_is_better=greater_is_better,
+        marked_best=marked_best,
+    )
+    if index is not None:
+        return candidates[index]
+    if selection.kind == "step":
+        raise PromoteError(f"{source} has no checkpoint at step {selection.step} (steps: {_steps(candidates)})")
+    raise PromoteError(
+        f"{source} has no checkpoint with a numeric {best_metric!r} metric (its checkpoint.bestMetric), so "
+        f"none is best; choose one with --select latest or --select step=N (steps: {_steps(candidates)})"
+    )
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,8 @@ class GRPOJobStatus(ApiModel):
     """Pending, Running, Restarting, Suspended, Succeeded or Failed."""
 
     conditions: list[Condition] = Field(default_factory=list)
-    """Created, Running, Restarting, Suspended, Succeeded, Failed, Invalid."""
+    """One per phase the job has been in (Pending, Running, Restarting, Suspended, Succeeded,
+    Failed), True while it is in it; and Invalid when the operator rejects the spec."""
 
     observed_generation: int | None = None
     """metadata.generation this status describes."""

@@ -301,7 +301,8 @@ class VLMServiceStatus(ApiModel):
     """Pending, Progressing (rolling out or scaling), Ready or Failed."""
 
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, ModelResolved, Failed."""
+    """ModelResolved (the checkpoint to serve is known) and Ready (every desired replica serves
+    it); Invalid and Failed while the operator rejects the spec."""
 
     observed_generation: int | None = None
     """metadata.generation this status describes."""

@@ -1,15 +1,14 @@
-"""kopf handlers for GRPOJobs: parse, plan (lifecycle.reconcile), apply, write status.
+"""kopf handlers for GRPOJobs: parse, plan (lifecycle.plan), apply, write status.
 
 Event handlers only (no create/update handlers): kopf keeps no state annotations or
-finalizers on our objects, every watch event of a job or of one of its pods runs the
-same level-triggered reconcile, and a periodic resync (operator.py) covers time-based
-transitions and trainer progress. A per-job lock keeps concurrent triggers from
-interleaving.
+finalizers on our objects, and every watch event of a job or of one of its pods runs the
+same level-triggered reconcile. What no event announces (a deadline or TTL coming due, the
+trainer's progress, a retry after an API error) is the job's due time in resync.py, which
+each reconcile sets. A per-job lock keeps concurrent triggers from interleaving.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from vlmr1_core.config import KNOWN_REWARDS
 from vlmr1_operator import k8s, progress
 from vlmr1_operator.builders.common import LABEL_JOB, MANAGED_BY
 from vlmr1_operator.handlers.base import Controller, owned_by
-from vlmr1_operator.lifecycle import PodState, reconcile
+from vlmr1_operator.lifecycle import PodState, plan
 from vlmr1_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -34,17 +33,17 @@ class GRPOJobController(Controller):
     KIND = "GRPOJob"
     RESOURCE = k8s.GRPOJOBS
 
-    def _reconcile(self, body: dict[str, Any], now: datetime) -> None:
+    def _reconcile(self, body: dict[str, Any], now: datetime) -> float | None:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         job = self._parse(body, now)
         observed = self.kube.list(k8s.PODS, namespace, {LABEL_JOB: name, "app.kubernetes.io/managed-by": MANAGED_BY})
         pods = [PodState.from_manifest(p) for p in observed if owned_by(p, body)]
-        plan = reconcile(job, pods, now, self.settings)
-        for obj in plan.ensure:
+        decided = plan(job, pods, now, self.settings)
+        for obj in decided.ensure:
             self.kube.ensure(obj)
-        for pod in plan.delete_pods:
+        for pod in decided.delete_pods:
             self.kube.delete(k8s.PODS, namespace, pod)
-        status = plan.status
+        status = decided.status
         master = next((p for p in pods if p.index == 0 and p.ip and not p.terminating), None)
         if status.get("phase") == "Running" and master is not None and master.ip:
             report = progress.scrape(master.ip, self.settings.trainer_metrics_port)
@@ -52,12 +51,24 @@ class GRPOJobController(Controller):
                 best = job.spec.checkpoint
                 status = progress.fold(status, report, now, best.best_metric, greater_is_better=best.greater_is_better)
         self.write_status(body, status)
-        for event in plan.events:
+        for event in decided.events:
             self.event(body, event.type, event.reason, event.message, now)
-        self.metrics.observe_phase(namespace, name, status.get("phase", "Pending"))
-        if plan.delete_job:
+        self.observed_phase(namespace, name, status.get("phase", "Pending"))
+        if decided.delete_job:
             log.info("deleting GRPOJob %s/%s: ttlSecondsAfterFinished passed", namespace, name)
             self.kube.delete(k8s.GRPOJOBS, namespace, name)
+            return None
+        return decided.requeue_after
+
+    def observed_phase(self, namespace: str, name: str, phase: str) -> None:
+        self.metrics.observe_phase(namespace, name, phase)
+
+    def forget(self, namespace: str, name: str) -> None:
+        super().forget(namespace, name)
+        self.metrics.forget(namespace, name)
+
+    def tracked(self) -> set[tuple[str, str]]:
+        return super().tracked() | self.metrics.tracked()
 
     def _parse(self, body: dict[str, Any], now: datetime) -> GRPOJob:
         def validate(data: dict[str, Any]) -> tuple[GRPOJob, str]:
@@ -84,11 +95,11 @@ def register(registry: kopf.OperatorRegistry, controller: GRPOJobController) -> 
 
     @kopf.on.event(GROUP, VERSION, "grpojobs", registry=registry)
     def grpojob_event(**kwargs: Any) -> None:
-        event, body = kwargs["event"], kwargs["body"]
+        event, meta = kwargs["event"], kwargs["body"]["metadata"]
         if event.get("type") == "DELETED":
-            controller.metrics.forget(body["metadata"].get("namespace", ""), body["metadata"].get("name", ""))
+            controller.forget(meta["namespace"], meta["name"])
             return
-        controller.reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
+        controller.reconcile(meta["namespace"], meta["name"])
 
     @kopf.on.event(
         "", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_JOB: kopf.PRESENT},
@@ -96,6 +107,4 @@ def register(registry: kopf.OperatorRegistry, controller: GRPOJobController) -> 
     )  # fmt: skip
     def pod_event(**kwargs: Any) -> None:
         meta = kwargs["body"].get("metadata", {})
-        # An invalid job is reported on the job itself; a pod event is not the place to fail.
-        with contextlib.suppress(kopf.PermanentError):
-            controller.reconcile(meta.get("namespace", ""), meta.get("labels", {}).get(LABEL_JOB, ""))
+        controller.reconcile(meta.get("namespace", ""), meta.get("labels", {}).get(LABEL_JOB, ""))
