@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug",
         action="store_true",
-        dest="traceback",  # not `debug`: `vlmr1 run --debug` (completion dumps) would overwrite it
+        dest="traceback",
         help="show the Python traceback of errors the user can fix too (default: one line, or $VLMR1_DEBUG=1)",
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)

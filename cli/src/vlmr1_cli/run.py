@@ -24,6 +24,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-resume", action="store_true", help="start fresh even if DIR has checkpoints")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
     p.add_argument(
-        "--debug", action="store_true", help="dump sampled completions with their rewards (DIR/completions.jsonl)"
+        "--dump-completions",
+        action="store_true",
+        help="dump sampled completions with their rewards to DIR/completions.jsonl (VLM-R1's DEBUG_MODE)",
     )
     p.set_defaults(handler=lazy("vlmr1_trainer.commands.run:run", command="run", extra="trainer"))

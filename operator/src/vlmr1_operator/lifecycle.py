@@ -107,55 +107,55 @@ def _decide(
         return _suspend(status, live, now)
     if status.phase == "Suspended":
         _transition(status, "Pending", "Resumed", "suspend is false: starting the gang", now)
-    plan = Plan()
+    out = Plan()
     want = spec_hash(job)
     stale = [p for p in live if p.restart != status.restarts or p.spec_hash != want]
     if stale:
-        plan.delete_pods = [p.name for p in live]
+        out.delete_pods = [p.name for p in live]
         reason = "SpecChanged" if any(p.spec_hash != want for p in stale) else "OldGang"
         _transition(status, "Restarting", reason, "recreating the gang with the current spec", now)
-        plan.events.append(Event("Normal", reason, "the spec changed: restarting the gang with it"))
-        return plan
+        out.events.append(Event("Normal", reason, "the spec changed: restarting the gang with it"))
+        return out
     if len(live) < len(pods):
         _transition(status, status.phase if status.phase != "Pending" else "Restarting", "Terminating",
                     "waiting for the previous gang's pods to go", now)  # fmt: skip
-        return plan
+        return out
     failed = [p for p in live if p.phase == "Failed"]
     nodes = job.spec.resources.nodes
     partial = 0 < len(live) < nodes
     if failed or partial:
         return _gang_failure(job, status, live, failed, now)
     if not live:
-        plan.ensure = build_grpojob(job, settings, restart=status.restarts)
+        out.ensure = build_grpojob(job, settings, restart=status.restarts)
         if status.start_time is None:
             status.start_time = now
         phase = "Restarting" if status.restarts else "Pending"
-        plan.events.append(Event("Normal", "GangCreated", f"created {nodes} pod(s) (gang restart {status.restarts})"))
+        out.events.append(Event("Normal", "GangCreated", f"created {nodes} pod(s) (gang restart {status.restarts})"))
         _transition(status, phase, "GangCreated", f"{nodes} pod(s) created, waiting for them to run", now)
-        return _with_deadline(job, status, plan, now)
+        return _with_deadline(job, status, out, now)
     # The gang exists: keep its other children in shape too (a deleted Service comes back).
-    plan.ensure = [o for o in build_grpojob(job, settings, restart=status.restarts) if o["kind"] != "Pod"]
+    out.ensure = [o for o in build_grpojob(job, settings, restart=status.restarts) if o["kind"] != "Pod"]
     master = next((p for p in live if p.index == 0), None)
     if master is not None and master.phase == "Succeeded":
-        plan.delete_pods = [p.name for p in live if p.index != 0 and p.phase not in TERMINAL]
+        out.delete_pods = [p.name for p in live if p.index != 0 and p.phase not in TERMINAL]
         status.completion_time = now
-        plan.events.append(Event("Normal", "Succeeded", "the master finished training"))
+        out.events.append(Event("Normal", "Succeeded", "the master finished training"))
         _transition(status, "Succeeded", "MasterSucceeded", "the master pod exited 0", now)
-        return _finished_requeue(job, status, plan, now)
+        return _finished_requeue(job, status, out, now)
     if all(p.phase == "Running" for p in live):
         if status.phase != "Running":
-            plan.events.append(Event("Normal", "Running", f"all {nodes} pod(s) running"))
+            out.events.append(Event("Normal", "Running", f"all {nodes} pod(s) running"))
         _transition(status, "Running", "AllPodsRunning", f"all {nodes} pod(s) running", now)
     else:
         _transition(status, status.phase if status.phase == "Restarting" else "Pending", "PodsStarting",
                     "waiting for every pod of the gang to run", now)  # fmt: skip
-    return _with_deadline(job, status, plan, now)
+    return _with_deadline(job, status, out, now)
 
 
 def _gang_failure(
     job: GRPOJob, status: GRPOJobStatus, live: list[PodState], failed: list[PodState], now: datetime
 ) -> Plan:
-    plan = Plan(delete_pods=[p.name for p in live])
+    out = Plan(delete_pods=[p.name for p in live])
     missing = sorted(set(range(job.spec.resources.nodes)) - {p.index for p in live})
     what = (
         f"pod {failed[0].name} failed" + (f": {failed[0].reason}" if failed[0].reason else "")
@@ -166,57 +166,57 @@ def _gang_failure(
     if status.restarts < limit:
         status.restarts += 1
         message = f"{what}; restarting the whole gang from the newest checkpoint ({status.restarts}/{limit})"
-        plan.events.append(Event("Warning", "GangRestart", message))
+        out.events.append(Event("Warning", "GangRestart", message))
         _transition(status, "Restarting", "PodFailed", message, now)
-        return plan
+        return out
     message = f"{what}; backoffLimit {limit} restart(s) used up"
     status.completion_time = now
-    plan.events.append(Event("Warning", "BackoffLimitExceeded", message))
+    out.events.append(Event("Warning", "BackoffLimitExceeded", message))
     _transition(status, "Failed", "BackoffLimitExceeded", message, now)
-    return _finished_requeue(job, status, plan, now)
+    return _finished_requeue(job, status, out, now)
 
 
-def _with_deadline(job: GRPOJob, status: GRPOJobStatus, plan: Plan, now: datetime) -> Plan:
+def _with_deadline(job: GRPOJob, status: GRPOJobStatus, out: Plan, now: datetime) -> Plan:
     deadline = job.spec.run_policy.active_deadline_seconds
     if deadline is None or status.start_time is None:
-        return plan
+        return out
     left = (status.start_time + timedelta(seconds=deadline) - now).total_seconds()
     if left > 0:
-        plan.requeue_after = left
-        return plan
+        out.requeue_after = left
+        return out
     message = f"running longer than runPolicy.activeDeadlineSeconds ({deadline} s)"
     status.completion_time = now
-    plan.ensure = []
-    plan.delete_pods = [f"{job.metadata.name}-node-{i}" for i in range(job.spec.resources.nodes)]
-    plan.events.append(Event("Warning", "DeadlineExceeded", message))
+    out.ensure = []
+    out.delete_pods = [f"{job.metadata.name}-node-{i}" for i in range(job.spec.resources.nodes)]
+    out.events.append(Event("Warning", "DeadlineExceeded", message))
     _transition(status, "Failed", "DeadlineExceeded", message, now)
-    return _finished_requeue(job, status, plan, now)
+    return _finished_requeue(job, status, out, now)
 
 
 def _suspend(status: GRPOJobStatus, live: list[PodState], now: datetime) -> Plan:
-    plan = Plan(delete_pods=[p.name for p in live])
+    out = Plan(delete_pods=[p.name for p in live])
     if status.phase != "Suspended":
-        plan.events.append(Event("Normal", "Suspended", "suspend is true: pods deleted, the job is kept"))
+        out.events.append(Event("Normal", "Suspended", "suspend is true: pods deleted, the job is kept"))
     _transition(status, "Suspended", "Suspended", "runPolicy.suspend is true", now)
-    return plan
+    return out
 
 
 def _finished(job: GRPOJob, status: GRPOJobStatus, live: list[PodState], now: datetime) -> Plan:
     # Workers still running after the master succeeded (or any pod after a failure) are stopped.
-    plan = Plan(delete_pods=[p.name for p in live if p.phase not in TERMINAL])
-    return _finished_requeue(job, status, plan, now)
+    out = Plan(delete_pods=[p.name for p in live if p.phase not in TERMINAL])
+    return _finished_requeue(job, status, out, now)
 
 
-def _finished_requeue(job: GRPOJob, status: GRPOJobStatus, plan: Plan, now: datetime) -> Plan:
+def _finished_requeue(job: GRPOJob, status: GRPOJobStatus, out: Plan, now: datetime) -> Plan:
     ttl = job.spec.run_policy.ttl_seconds_after_finished
     if ttl is None or status.completion_time is None:
-        return plan
+        return out
     left = (status.completion_time + timedelta(seconds=ttl) - now).total_seconds()
     if left <= 0:
-        plan.delete_job = True
+        out.delete_job = True
     else:
-        plan.requeue_after = left
-    return plan
+        out.requeue_after = left
+    return out
 
 
 def _transition(status: GRPOJobStatus, phase: str, reason: str, message: str, now: datetime) -> None:

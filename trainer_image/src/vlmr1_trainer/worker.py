@@ -58,7 +58,9 @@ def parser() -> argparse.ArgumentParser:
         default=int(os.environ["VLMR1_METRICS_PORT"]) if os.environ.get("VLMR1_METRICS_PORT") else None,
         help="serve Prometheus metrics on this port from rank 0 (default: $VLMR1_METRICS_PORT, else off)",
     )
-    p.add_argument("--debug", action="store_true", help="dump sampled completions with rewards (or DEBUG_MODE=true)")
+    p.add_argument(
+        "--dump-completions", action="store_true", help="dump sampled completions with rewards (or DEBUG_MODE=true)"
+    )
     return p
 
 
@@ -124,7 +126,7 @@ def _main(argv: Sequence[str] | None) -> int:
         resume=not args.no_resume,
         rank=int(os.environ.get("RANK", "0")),
         metrics_port=args.metrics_port,
-        debug=args.debug,
+        debug=args.dump_completions,
     )
     # One line per rank in every pod's log: which ranks took part, and how far they got.
     print(

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from vlmr1_core.api.grpojob import GRPOJob
-from vlmr1_core.config import KNOWN_REWARDS
+from vlmr1_core.config import KNOWN_REWARDS, reward_name_problem
 from vlmr1_operator import k8s, progress
 from vlmr1_operator.builders.common import LABEL_JOB, MANAGED_BY
 from vlmr1_operator.handlers.base import Controller, owned_by
@@ -80,14 +80,15 @@ class GRPOJobController(Controller):
 
 def _unknown_rewards(job: GRPOJob, settings: OperatorSettings) -> str:
     known = KNOWN_REWARDS | set(settings.extra_reward_names)
-    unknown = [(i, r.name) for i, r in enumerate(job.spec.rewards) if r.name not in known]
-    if not unknown:
-        return ""
-    i, name = unknown[0]
-    return (
-        f"spec.rewards[{i}].name: unknown reward {name!r}; known rewards: {', '.join(sorted(known))} "
-        "(a custom trainer image's rewards are added with the operator's extraRewardNames setting)"
-    )
+    for i, reward in enumerate(job.spec.rewards):
+        problem = reward_name_problem(reward.name, known)
+        if problem:
+            # The same check and words as `vlmr1 validate` and the trainer, plus the operator's own fix.
+            return (
+                f"spec.rewards[{i}].name: {problem}; a custom trainer image's rewards are added with the "
+                "operator's extraRewardNames setting"
+            )
+    return ""
 
 
 def register(registry: kopf.OperatorRegistry, controller: GRPOJobController) -> None:

@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             resume=not args.no_resume,
             metrics_port=args.metrics_port,
-            debug=args.debug,
+            debug=args.dump_completions,
         )
         print_summary(result, sys.stdout)
         return 0
@@ -136,8 +136,8 @@ def _run(args: argparse.Namespace) -> int:
         module_args += ["--max-steps", str(args.max_steps)]
     if args.no_resume:
         module_args.append("--no-resume")
-    if args.debug:
-        module_args.append("--debug")
+    if args.dump_completions:
+        module_args.append("--dump-completions")
     if args.metrics_port is not None:
         module_args += ["--metrics-port", str(args.metrics_port)]
     procs = start_local_nodes(args.nnodes, args.nproc_per_node, module_args, output / "logs", current_environ())
