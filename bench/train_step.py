@@ -3,7 +3,7 @@
 Both train the builtin tiny Qwen2.5-VL on the shipped rec-shapes data with the same
 rewards (rec_iou + rec_format), GRPO settings and seed. "Bare" is TRL as its
 documentation shows it: eager rows in a datasets.Dataset, the reward callables, a
-GRPOConfig with the same values, no callbacks (and no log printing, as vlmr1). "vlmr1" is build_trainer from a
+GRPOConfig with the same values, no callbacks (and no log printing, as vlmr1). "vlmr1" is build_grpo_trainer from a
 TrainerConfig: lazy image loading with the family's row hook, the checkpoint layer and
 progress reporting (metrics.jsonl, gauges). A step is timed from one step's start to the
 next (so logging and callbacks count), the first steps are warm-up, runs alternate.
@@ -69,12 +69,12 @@ def step_clock() -> Any:
 
 def run_vlmr1(steps: int, out: Path) -> list[float]:
     from vlmr1_trainer.progress import ProgressCallback
-    from vlmr1_trainer.train import RunOptions, build_trainer
+    from vlmr1_trainer.train import RunOptions, build_grpo_trainer
 
     clock = step_clock()
     progress = ProgressCallback(out)
     options = RunOptions(output_dir=out, callbacks=[progress, clock], on_checkpoint=progress.report_checkpoint)
-    trainer, _, _ = build_trainer(config(steps), options)
+    trainer, _, _ = build_grpo_trainer(config(steps), options)
     trainer.train()
     progress.close()
     times: list[float] = clock.step_times()

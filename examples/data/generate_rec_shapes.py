@@ -13,15 +13,10 @@ IoU (``rec_iou``) scores 1.0 against itself.
 
 writes ``train.jsonl``, ``val.jsonl``, ``images/<split>-<index>.png`` and ``README.md``.
 
-Why only the standard library: the shipped files must be reproducible byte for byte
-on any machine (a test regenerates them and compares). Pillow's shape rasterisers and
-the zlib it links (zlib or zlib-ng, depending on the wheel) have changed between
-versions, and so does deflate output between zlib implementations. So shapes are
-rasterised here with integer arithmetic on pixel centres, and the PNGs (4-bit palette,
-no ancillary chunks, no timestamps) are written with *stored* deflate blocks, whose
-bytes depend on nothing but this file. Randomness comes from ``random.Random`` seeded
-with a string per sample (stable across Python versions) and only its ``random()``
-method, whose sequence Python guarantees.
+The shipped files must be reproducible byte for byte on any machine (a test regenerates
+them and compares): shapes are drawn and PNGs written by :mod:`vlmr1_trainer.synthetic.shapes`
+(standard library only; its docstring says why), and randomness comes from ``random.Random``
+seeded with a string per sample and only its ``random()`` method.
 """
 
 from __future__ import annotations
@@ -29,28 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import struct
 import sys
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Shape colours by name. Saturated, and far from the grey background in RGB, so a test
-#: (or a human) can tell a shape's pixels from the background by colour alone.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (230, 200, 30),
-    "purple": (150, 60, 190),
-}
-KINDS = ("circle", "square", "triangle")
-#: Background greys: index 0 is the plain background; noisy backgrounds use all four.
-GREYS = ((236, 236, 236), (226, 226, 226), (216, 216, 216), (206, 206, 206))
-#: The PNG palette: greys first, then the shape colours in COLOURS order.
-PALETTE: tuple[tuple[int, int, int], ...] = (*GREYS, *COLOURS.values())
-COLOUR_INDEX = {name: len(GREYS) + i for i, name in enumerate(COLOURS)}
+from vlmr1_trainer.synthetic.shapes import COLOUR_INDEX, COLOURS, GREYS, KINDS, encode_png, rasterise, uniform_int
 
 QUESTION = "Please provide the bounding box coordinate of the region this sentence describes: {expression}."
 MIN_SIDE, MAX_SIDE = 64, 112
@@ -94,34 +73,8 @@ class Scene:
         return out
 
 
-def _int(rng: random.Random, low: int, high: int) -> int:
-    """Uniform integer in [low, high] from ``random()`` alone (its sequence is the guaranteed one)."""
-    return low + int(rng.random() * (high - low + 1))
-
-
 def _choice(rng: random.Random, items: Sequence[str]) -> str:
-    return items[_int(rng, 0, len(items) - 1)]
-
-
-def rasterise(kind: str, x0: int, y0: int, size: int) -> frozenset[tuple[int, int]]:
-    """Pixels of a shape in the ``size`` x ``size`` cell at (x0, y0), tested at pixel centres.
-
-    Coordinates are doubled so pixel centres (x + 0.5) are integers and every test is exact.
-    """
-    pixels = set()
-    for dy in range(size):
-        for dx in range(size):
-            cx, cy = 2 * dx + 1, 2 * dy + 1  # doubled pixel centre inside the cell
-            if kind == "square":
-                inside = True
-            elif kind == "circle":
-                inside = (cx - size) ** 2 + (cy - size) ** 2 <= size * size
-            else:  # triangle: apex at the top middle, base along the bottom edge
-                # |x - size| <= y / 2 in doubled units: the two slanted edges meet at the apex.
-                inside = 2 * abs(cx - size) <= cy
-            if inside:
-                pixels.add((x0 + dx, y0 + dy))
-    return frozenset(pixels)
+    return items[uniform_int(rng, 0, len(items) - 1)]
 
 
 def _bbox(pixels: frozenset[tuple[int, int]]) -> Box:
@@ -175,18 +128,18 @@ def make_scene(seed: int, split: str, index: int) -> Scene:
     """Sample ``index`` of ``split``: independent of every other sample (its own seeded RNG)."""
     rng = random.Random(f"rec-shapes:{seed}:{split}:{index}")
     while True:  # redraw until the shapes fit and the target has an unambiguous expression
-        width, height = _int(rng, MIN_SIDE, MAX_SIDE), _int(rng, MIN_SIDE, MAX_SIDE)
+        width, height = uniform_int(rng, MIN_SIDE, MAX_SIDE), uniform_int(rng, MIN_SIDE, MAX_SIDE)
         if rng.random() < 0.5:
             background = tuple([0] * (width * height))
         else:
-            background = tuple(_int(rng, 0, len(GREYS) - 1) for _ in range(width * height))
-        count = _int(rng, 1, 3)
+            background = tuple(uniform_int(rng, 0, len(GREYS) - 1) for _ in range(width * height))
+        count = uniform_int(rng, 1, 3)
         shapes: list[Shape] = []
         for _ in range(40 * count):  # bounded placement attempts
             if len(shapes) == count:
                 break
-            size = _int(rng, MIN_SHAPE, min(MAX_SHAPE, width - 2 * GAP, height - 2 * GAP))
-            x0, y0 = _int(rng, GAP, width - GAP - size), _int(rng, GAP, height - GAP - size)
+            size = uniform_int(rng, MIN_SHAPE, min(MAX_SHAPE, width - 2 * GAP, height - 2 * GAP))
+            x0, y0 = uniform_int(rng, GAP, width - GAP - size), uniform_int(rng, GAP, height - GAP - size)
             # Repeats of a colour or kind make the qualified expressions ("on the left") occur.
             colour = _choice(rng, list(COLOURS)[:3]) if rng.random() < 0.6 else _choice(rng, list(COLOURS))
             kind = _choice(rng, KINDS)
@@ -196,7 +149,7 @@ def make_scene(seed: int, split: str, index: int) -> Scene:
                 shapes.append(Shape(colour, kind, box, pixels))
         if len(shapes) != count:
             continue
-        target = _int(rng, 0, count - 1)
+        target = uniform_int(rng, 0, count - 1)
         candidates = expressions(shapes, target)
         # Qualified expressions only exist for repeated colour-kind pairs, which are rare;
         # prefer them when they exist so the data has some that need spatial reasoning.
@@ -213,43 +166,6 @@ def make_scene(seed: int, split: str, index: int) -> Scene:
                 target=target,
                 expression=_choice(rng, candidates),
             )
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _stored_zlib(raw: bytes) -> bytes:
-    """A zlib stream of stored (uncompressed) deflate blocks: identical bytes whatever zlib is linked."""
-    out = bytearray(b"\x78\x01")  # deflate, 32 KiB window, no preset dictionary, fastest
-    limit = 0xFFFF
-    for start in range(0, max(len(raw), 1), limit):
-        block = raw[start : start + limit]
-        final = 1 if start + limit >= len(raw) else 0
-        out += struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF) + block
-    out += struct.pack(">I", zlib.adler32(raw) & 0xFFFFFFFF)
-    return bytes(out)
-
-
-def encode_png(width: int, height: int, indices: Sequence[int]) -> bytes:
-    """A 4-bit palette PNG with exactly IHDR, PLTE, IDAT and IEND (no time, text or gamma chunks)."""
-    assert len(PALETTE) <= 16
-    rows = bytearray()
-    for y in range(height):
-        row = list(indices[y * width : (y + 1) * width])
-        if width % 2:
-            row.append(0)
-        rows.append(0)  # filter type None: keeps the encoder trivial and the output exact
-        rows += bytes((row[i] << 4) | row[i + 1] for i in range(0, len(row), 2))
-    ihdr = struct.pack(">IIBBBBB", width, height, 4, 3, 0, 0, 0)  # depth 4, palette, no interlace
-    plte = b"".join(bytes(rgb) for rgb in PALETTE)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"PLTE", plte)
-        + _chunk(b"IDAT", _stored_zlib(bytes(rows)))
-        + _chunk(b"IEND", b"")
-    )
 
 
 def jsonl_line(scene: Scene) -> str:

@@ -140,15 +140,22 @@ def test_rollout_rules(engine: str, vllm: str | None) -> None:
     agree(build(RolloutSpec, engine=engine, vllm=spec))
 
 
-@given(task=st.sampled_from(["rec", "ovd", "math", "gui", "custom"]), n=st.integers(0, 2))
-def test_trainer_config_rules(task: str, n: int) -> None:
+@given(
+    task=st.sampled_from(["rec", "ovd", "math", "gui", "mcq", "custom"]),
+    n=st.integers(0, 2),
+    method=st.sampled_from(["grpo", "sft"]),
+    best=st.sampled_from(["reward", "rewards/mcq/mean", "loss", "kl"]),
+)
+def test_trainer_config_rules(task: str, n: int, method: str, best: str) -> None:
     agree(
         build(
             TrainerConfig,
+            method=method,
             model=ModelSpec(uri="hf://Qwen/Qwen2.5-VL-3B"),
             task=task,
             datasets=[DatasetSpec(jsonl="a.jsonl")],
             rewards=[RewardSpec(name="format")] * n,
+            checkpoint=CheckpointSpec(best_metric=best),
         )
     )
 
@@ -196,15 +203,20 @@ def test_training_resources_rules(accel: str, procs: int, devices: int | None) -
 @given(batch=pos, accum=pos, nodes=pos, procs=pos, gens=st.integers(2, 16))
 @settings(max_examples=200)
 def test_generation_batch_rule(batch: int, accum: int, nodes: int, procs: int, gens: int) -> None:
-    spec = build(
+    for method in ("grpo", "sft"):
+        agree(_batch_spec(method, batch, accum, nodes, procs, gens))
+
+
+def _batch_spec(method: str, batch: int, accum: int, nodes: int, procs: int, gens: int) -> GRPOJobSpec:
+    return build(
         GRPOJobSpec,
+        method=method,
         model=ModelSpec(uri="hf://Qwen/Qwen2.5-VL-3B"),
         datasets=[DatasetSpec(jsonl="a.jsonl")],
         training=TrainingSpec(per_device_batch_size=batch, gradient_accumulation_steps=accum),
         resources=TrainingResources(nodes=nodes, processes_per_node=procs),
         grpo=GrpoSpec(num_generations=gens),
     )
-    agree(spec)
 
 
 @given(uri=st.booleans(), digest=st.booleans(), job=st.booleans())

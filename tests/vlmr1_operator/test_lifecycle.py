@@ -194,6 +194,32 @@ def test_finished_job_without_ttl_is_kept() -> None:
     assert not plan.delete_job and plan.ensure == [] and plan.requeue_after is None
 
 
+def test_user_error_fails_the_job_without_a_restart() -> None:
+    """Exit 2 is the trainer refusing its inputs (a bad sample, a pinned digest that does not
+    match): a new gang would fail the same way, so no restart is spent on it."""
+    j = job(runPolicy={"backoffLimit": 3})
+    _, j = step(j, [])
+    refused = pods(j, "Failed", "Running")
+    line = "vlmr1_trainer (rank 0): spec.model.digest: the starting checkpoint pvc://c/x has digest sha256:aa"
+    refused[0] = PodState(
+        refused[0].name, 0, 0, refused[0].spec_hash, "Failed", exit_code=2, message=f"loading...\n{line}\n"
+    )
+    plan, j = step(j, refused)
+    assert j.status is not None and (j.status.phase, j.status.restarts) == ("Failed", 0)
+    assert true_conditions(j) == {"Failed": "UserError"}
+    condition = next(c for c in j.status.conditions if c.type == "Failed")
+    assert condition.message == f"pod j-node-0 stopped on a user error: {line}"
+    assert sorted(plan.delete_pods) == ["j-node-0", "j-node-1"]
+    assert [e.reason for e in plan.events] == ["UserError"]
+    # Any other exit code still restarts the gang.
+    j = job(runPolicy={"backoffLimit": 3})
+    _, j = step(j, [])
+    crashed = pods(j, "Failed", "Running")
+    crashed[0] = PodState(crashed[0].name, 0, 0, crashed[0].spec_hash, "Failed", exit_code=1, message="Traceback")
+    _, j = step(j, crashed)
+    assert j.status is not None and (j.status.phase, j.status.restarts) == ("Restarting", 1)
+
+
 def test_pod_state_from_a_manifest() -> None:
     pod = {
         "metadata": {
@@ -206,7 +232,10 @@ def test_pod_state_from_a_manifest() -> None:
             "phase": "Failed",
             "podIP": "10.1.2.3",
             "containerStatuses": [
-                {"name": "trainer", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+                {
+                    "name": "trainer",
+                    "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "message": "killed\n"}},
+                }
             ],
         },
     }
@@ -219,4 +248,5 @@ def test_pod_state_from_a_manifest() -> None:
         True,
     )
     assert state.reason == "container trainer exited 137 (OOMKilled)"
+    assert (state.exit_code, state.message) == (137, "killed")
     assert state.ip == "10.1.2.3"

@@ -17,7 +17,7 @@ from vlmr1_core.config import TrainerConfig
 from vlmr1_core.errors import EXIT_USER_ERROR, UserError
 from vlmr1_trainer import preflight
 from vlmr1_trainer.data import BadSampleError, DataFileError
-from vlmr1_trainer.train import RunOptions, build_trainer
+from vlmr1_trainer.train import RunOptions, build_grpo_trainer
 from vlmr1_trainer.vlm.base import VLMFamily
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_sample_is_reported_before_the_model_loads(tmp_path: Path) -> None:
     cfg = config(datasets=[{"jsonl": str(bad_jsonl(tmp_path)), "imageRoot": str(SHAPES / "images")}])
     with pytest.raises(BadSampleError) as info:
-        build_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
+        build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
     assert str(info.value).startswith(f"{tmp_path / 'train.jsonl'}:3: image ")
     assert "missing.png does not exist" in str(info.value)
     assert "set spec.onBadSample: skip" in str(info.value)
@@ -70,7 +70,7 @@ def test_a_bad_sample_is_reported_before_the_model_loads(tmp_path: Path) -> None
 def test_a_missing_dataset_file_names_the_spec_field(tmp_path: Path) -> None:
     cfg = config(datasets=[{"jsonl": str(SHAPES / "train.jsonl")}, {"jsonl": str(tmp_path / "nope.jsonl")}])
     with pytest.raises(DataFileError) as info:
-        build_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
+        build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
     assert info.value.field == "spec.datasets[1].jsonl"
     assert f"dataset file {tmp_path / 'nope.jsonl'} does not exist" in str(info.value)
 
@@ -79,14 +79,14 @@ def test_a_missing_dataset_file_names_the_spec_field(tmp_path: Path) -> None:
 def test_a_missing_image_folder_names_the_spec_field(tmp_path: Path) -> None:
     cfg = config(datasets=[{"jsonl": str(SHAPES / "train.jsonl"), "imageRoot": str(tmp_path / "imgs")}])
     with pytest.raises(UserError, match=r"^spec\.datasets\[0\]\.imageRoot: image folder .*imgs does not exist"):
-        build_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
+        build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
 
 
 @pytest.mark.usefixtures("no_model_load")
 def test_evaluation_data_is_checked_before_training_starts(tmp_path: Path) -> None:
     cfg = config(evaluation={"datasets": [{"name": "val", "jsonl": str(tmp_path / "val.jsonl")}]})
     with pytest.raises(UserError, match=r"^spec\.evaluation\.datasets\[0\]\.jsonl: dataset file .*val\.jsonl"):
-        build_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
+        build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
 
 
 @pytest.mark.usefixtures("no_model_load")
@@ -94,7 +94,7 @@ def test_an_unknown_reward_is_reported_before_the_data_is_read(tmp_path: Path) -
     # The dataset is missing too: the reward, cheaper, must be what is reported.
     cfg = config(rewards=[{"name": "format"}, {"name": "rec_iuo"}], datasets=[{"jsonl": str(tmp_path / "x.jsonl")}])
     with pytest.raises(UserError) as info:
-        build_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
+        build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
     assert info.value.field == "spec.rewards[1].name"
     assert "unknown reward 'rec_iuo'; did you mean 'rec_iou'?" in str(info.value)
 
@@ -103,7 +103,7 @@ def test_an_unknown_reward_is_reported_before_the_data_is_read(tmp_path: Path) -
 def test_an_unknown_reward_parameter_names_the_params_field(tmp_path: Path) -> None:
     cfg = config(rewards=[{"name": "rec_acc", "params": {"thresh": 0.7}}])
     with pytest.raises(UserError, match=r"^spec\.rewards\[0\]\.params: reward 'rec_acc' has no parameter thresh"):
-        build_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
+        build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "out"))
 
 
 def test_the_checks_return_what_training_uses(tmp_path: Path) -> None:

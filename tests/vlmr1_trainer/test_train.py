@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from vlmr1_core.checkpoints import find_resumable, verify_checkpoint
 from vlmr1_core.config import TrainerConfig
 from vlmr1_trainer.rewards import Reward, available, register
-from vlmr1_trainer.train import CHECKPOINTS, RunOptions, build_trainer, train
+from vlmr1_trainer.train import CHECKPOINTS, RunOptions, build_grpo_trainer, train
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPES = REPO / "examples" / "data" / "rec-shapes"
@@ -72,7 +72,7 @@ def moved(before: Mapping[str, torch.Tensor], model: torch.nn.Module) -> set[str
 
 def run_steps(cfg: TrainerConfig, out: Path, **options: Any) -> tuple[Any, set[str], set[str]]:
     """Train; return the trainer and which parameter names moved (vision / other)."""
-    trainer, _, _ = build_trainer(cfg, RunOptions(output_dir=out, **options))
+    trainer, _, _ = build_grpo_trainer(cfg, RunOptions(output_dir=out, **options))
     model = trainer.model
     before = snapshot(model)
     trainer.train()
@@ -190,8 +190,8 @@ def test_a_resumed_run_keeps_the_original_reference_model(tmp_path: Path) -> Non
     cfg = config(grpo={"beta": 0.04})
     train(cfg, RunOptions(output_dir=tmp_path))
     checkpoint = tmp_path / CHECKPOINTS / "checkpoint-2"
-    trainer, _, _ = build_trainer(cfg, RunOptions(output_dir=tmp_path / "resumed"), resume_from=checkpoint)
-    base, _, _ = build_trainer(cfg, RunOptions(output_dir=tmp_path / "fresh"))
+    trainer, _, _ = build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "resumed"), resume_from=checkpoint)
+    base, _, _ = build_grpo_trainer(cfg, RunOptions(output_dir=tmp_path / "fresh"))
     assert trainer.ref_model is not None
     reference = dict(trainer.ref_model.named_parameters())
     original = dict(base.model.named_parameters())

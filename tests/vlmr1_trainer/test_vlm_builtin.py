@@ -67,3 +67,21 @@ def test_crash_while_building_leaves_nothing(tmp_path: Path, monkeypatch: pytest
 def test_unknown_builtin_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"builtin://tiny-internvl, builtin://tiny-qwen2\.5-vl"):
         ensure_builtin("tiny-llava", cache_root=tmp_path)
+
+
+def test_colour_warm_start_is_deterministic_and_partly_trained(tmp_path: Path) -> None:
+    from vlmr1_trainer.vlm.builtin_colour import TARGET_ACCURACY, TRAINING_FILE
+
+    build_builtin("tiny-qwen2.5-vl-colour", tmp_path / "a")
+    build_builtin("tiny-qwen2.5-vl-colour", tmp_path / "b")
+    a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
+    assert a == b
+    # The same tokenizer as the random tiny model of the family: a fine-tune, not a new model.
+    build_builtin("tiny-qwen2.5-vl", tmp_path / "random")
+    assert a["tokenizer.json"] == _hashes(tmp_path / "random")["tokenizer.json"]
+    assert a["model.safetensors"] != _hashes(tmp_path / "random")["model.safetensors"]
+    record = json.loads((tmp_path / "a" / TRAINING_FILE).read_text())
+    # It stopped at the first check that reached the target, well before knowing every colour.
+    assert record["check_accuracy"] >= TARGET_ACCURACY
+    assert all(accuracy < TARGET_ACCURACY for _, accuracy in record["checks"][:-1])
+    assert record["check_accuracy"] < 0.9

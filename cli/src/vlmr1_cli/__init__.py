@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vlmr1_cli.rewards",
     "vlmr1_cli.checkpoints",
     "vlmr1_cli.eval",
+    "vlmr1_cli.plot",
     "vlmr1_cli.promote",
 )
 PLUGIN_GROUP = "vlmr1.commands"

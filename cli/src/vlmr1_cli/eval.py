@@ -6,15 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from vlmr1_cli._lazy import lazy
+from vlmr1_core.config import EVAL_METRICS
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a checkpoint or model on VLM-R1 JSONL data (REC Acc@IoU0.5, COCO AP, math, GUI)",
+        help="evaluate a checkpoint or model on VLM-R1 JSONL data (REC Acc@IoU0.5, COCO AP, math, GUI, "
+        "multiple choice)",
         description="Greedy generation over each dataset (batched), then the task's metric with VLM-R1's "
         "evaluation semantics: rec_acc (IoU >= 0.5 of the first answer box, rescaled for Qwen2.5-VL; no box "
-        "is wrong), ap/ap50 (COCO over the whole dataset), math_acc (verified correct), gui_acc (exact match). "
+        "is wrong), ap/ap50 (COCO over the whole dataset), math_acc (verified correct), gui_acc (exact match), "
+        "mcq_acc (the chosen letter). "
         "Writes OUTPUT/metrics.json and OUTPUT/<name>.samples.jsonl (prediction, parsed answer, score). "
         "A vlmr1 checkpoint is verified against its manifest and loaded as it trained (LoRA merged).",
     )
@@ -32,7 +35,7 @@ def register(subparsers: Any) -> None:
         help="evaluation JSONL and the folder its image paths are relative to (default: the file's folder); "
         "repeat for several sets",
     )
-    p.add_argument("--task", required=True, choices=["rec", "ovd", "math", "gui"], help="the metric to compute")
+    p.add_argument("--task", required=True, choices=list(EVAL_METRICS), help="the metric to compute")
     p.add_argument("--name", help="set name in metric names eval/<name>/... (default: the file name; one --data)")
     p.add_argument("--family", choices=["qwen2.5-vl", "internvl"], help="model family when the uri does not say")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")

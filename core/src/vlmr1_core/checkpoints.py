@@ -30,7 +30,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+"""A checkpoint digest as written everywhere: ``sha256:`` and 64 lower-case hex digits."""
+
 __all__ = [
+    "DIGEST_PATTERN",
     "MANIFEST",
     "MANIFEST_FORMAT",
     "CheckpointInfo",

@@ -19,10 +19,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from vlmr1_core.apimodel import ApiModel, cel_rule, defaulted
+from vlmr1_core.checkpoints import DIGEST_PATTERN
 from vlmr1_core.uri import Uri
 
-Task = Literal["rec", "ovd", "math", "gui", "custom"]
-EvalTask = Literal["rec", "ovd", "math", "gui"]
+Task = Literal["rec", "ovd", "math", "gui", "mcq", "custom"]
+EvalTask = Literal["rec", "ovd", "math", "gui", "mcq"]
 
 #: Headline metrics of each evaluation task (vlmr1_trainer.evaluation computes them). In a
 #: checkpoint's metrics they are named ``eval/<dataset>/<metric>``.
@@ -31,6 +32,7 @@ EVAL_METRICS: dict[EvalTask, tuple[str, ...]] = {
     "ovd": ("ap", "ap50"),
     "math": ("math_acc",),
     "gui": ("gui_acc",),
+    "mcq": ("mcq_acc",),
 }
 _EVAL_METRIC_RE = r"^eval/[^/]+/(" + "|".join(m for ms in EVAL_METRICS.values() for m in ms) + r")$"
 ModelFamily = Literal["qwen2.5-vl", "internvl"]
@@ -75,6 +77,7 @@ DEFAULT_REWARDS: dict[Task, tuple[str, ...]] = {
     "ovd": ("od_length", "format"),
     "math": ("math", "format"),
     "gui": ("all_match", "format"),
+    "mcq": ("mcq", "format"),
     "custom": (),
 }
 
@@ -86,6 +89,7 @@ DEFAULT_MAX_COMPLETION_LENGTH: dict[Task, int] = {
     "ovd": 1024,
     "math": 1024,
     "gui": 512,
+    "mcq": 256,
     "custom": 512,
 }
 
@@ -119,7 +123,15 @@ class ModelSpec(ApiModel):
     """Where the weights are: `hf://org/name` or a bare hub id `org/name` (Hugging Face hub),
     `s3://bucket/prefix` (downloaded first), `pvc://claim/path` (mounted into the pods),
     a local path, or `builtin://tiny-qwen2.5-vl` / `builtin://tiny-internvl` (a tiny
-    random-weight model built offline, for development)."""
+    random-weight model built offline, for development) / `builtin://tiny-qwen2.5-vl-colour` (the
+    tiny Qwen2.5-VL after a short SFT on the colour-shapes question). A vlmr1 checkpoint folder
+    (full or frozen-vision fine-tune, from SFT or GRPO) is a model too."""
+
+    digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+    """Pin the starting checkpoint: `sha256:<hex>` as `vlmr1 checkpoints verify` prints it. The
+    checkpoint at uri is verified against its manifest and its digest compared before any
+    training step; a mismatch stops the job (exit 2, a Failed GRPOJob) naming both digests, as a
+    VLMService refuses to serve one. Unset: the uri is trusted as it is."""
 
     family: ModelFamily | None = None
     """Model family (`qwen2.5-vl` or `internvl`). Detected from the uri when unset."""
@@ -273,7 +285,7 @@ class GrpoSpec(ApiModel):
     Unset: no limit. VLM-R1's scripts truncate at 1024."""
 
     max_completion_length: int | None = Field(default=None, ge=1, le=131072)
-    """Completion budget in tokens. Unset: per task (rec 256, ovd 1024, math 1024, gui 512, custom 512)."""
+    """Completion budget in tokens. Unset: per task (rec 256, ovd 1024, math 1024, gui 512, mcq 256, custom 512)."""
 
     @cel_rule(
         rule="!has(self.epsilonHigh) || self.epsilonHigh >= self.epsilon",
@@ -417,7 +429,8 @@ class EvalDatasetSpec(ApiModel):
 
     task: EvalTask | None = None
     """Metric: rec (Acc@IoU0.5, rec_acc), ovd (COCO AP and AP50 over the dataset), math (share
-    verified correct, math_acc) or gui (exact match, gui_acc). Unset: the job's task."""
+    verified correct, math_acc), gui (exact match, gui_acc) or mcq (the chosen letter is the
+    answer's, mcq_acc). Unset: the job's task."""
 
     max_samples: int | None = Field(default=None, ge=1)
     """Score only the first N samples: the same fixed subset for every checkpoint, so their
@@ -442,6 +455,11 @@ class EvaluationSpec(ApiModel):
     max_new_tokens: int | None = Field(default=None, ge=1, le=131072)
     """Generation budget in tokens. Unset: grpo.maxCompletionLength, the budget the policy trained with."""
 
+    on_start: bool = False
+    """Also evaluate the starting model before the first step (not when resuming): the baseline
+    every checkpoint's metrics compare against, reported as step 0 in metrics.jsonl and the run
+    summary. Costs one more model load and generation pass on rank 0. Default off."""
+
     @cel_rule(
         rule="self.datasets.all(d, self.datasets.exists_one(e, e.name == d.name))",
         message="evaluation dataset names must be unique (they name the metrics); rename one",
@@ -453,7 +471,14 @@ class EvaluationSpec(ApiModel):
 
 
 class TrainerConfig(ApiModel):
-    """Everything the trainer needs to run one GRPO training job."""
+    """Everything the trainer needs to run one training job: GRPO, or SFT (method)."""
+
+    method: Literal["grpo", "sft"] = "grpo"
+    """grpo: reinforcement learning on the rewards (TRL's GRPOTrainer). sft: supervised
+    fine-tuning on each sample's answer turn (TRL's SFTTrainer), the warm start VLM-R1 runs with a
+    separate tool. One field rather than a second kind: the data, model, fine-tuning, checkpoint,
+    evaluation, resources and pod contract are the same, and an SFT checkpoint is a GRPOJob's
+    model.uri. With sft, rewards and the grpo section (but maxPromptLength) are not used."""
 
     model: ModelSpec
     """The policy model."""
@@ -461,7 +486,8 @@ class TrainerConfig(ApiModel):
     task: Task = "rec"
     """Task, which picks the prompt template, default rewards and completion budget:
     rec (referring expression -> box), ovd (open-vocabulary detection), math, gui
-    (GUI defect detection, multi-image), custom (rewards must be given)."""
+    (GUI defect detection, multi-image), mcq (multiple choice: a letter), custom (rewards
+    must be given)."""
 
     datasets: list[DatasetSpec] = Field(min_length=1, max_length=64)
     """Training data: VLM-R1 JSONL files, each with its image folder."""
@@ -472,7 +498,7 @@ class TrainerConfig(ApiModel):
 
     rewards: list[RewardSpec] = Field(default_factory=list, max_length=32)
     """Weighted rewards. Empty: the task's defaults (rec: rec_iou + rec_format; ovd: od_length +
-    format; math: math + format; gui: all_match + format)."""
+    format; math: math + format; gui: all_match + format; mcq: mcq + format)."""
 
     finetuning: FinetuningSpec = defaulted(FinetuningSpec)
     """Full fine-tuning, LoRA, or a frozen vision tower."""
@@ -494,16 +520,34 @@ class TrainerConfig(ApiModel):
     status.checkpoints[].metrics. Unset: checkpoints carry training metrics only."""
 
     @cel_rule(
-        rule="self.task != 'custom' || (has(self.rewards) && size(self.rewards) > 0)",
+        rule="self.method == 'sft' || self.task != 'custom' || (has(self.rewards) && size(self.rewards) > 0)",
         message="task custom has no default rewards; list them under rewards",
         field_path=".rewards",
     )
     def _custom_needs_rewards(self) -> bool:
-        return self.task != "custom" or bool(self.rewards)
+        return self.method == "sft" or self.task != "custom" or bool(self.rewards)
+
+    @cel_rule(
+        rule="self.method != 'sft' || !has(self.rewards) || size(self.rewards) == 0",
+        message="method sft trains on the answer turns and uses no rewards; remove rewards or set method: grpo",
+        field_path=".rewards",
+    )
+    def _sft_has_no_rewards(self) -> bool:
+        return self.method != "sft" or not self.rewards
+
+    @cel_rule(
+        rule="self.method != 'sft' || !self.checkpoint.bestMetric.startsWith('reward')",
+        message="method sft logs no reward; set checkpoint.bestMetric to loss (with greaterIsBetter: false) or "
+        "an eval/<dataset>/<metric>",
+        field_path=".checkpoint.bestMetric",
+    )
+    def _sft_best_metric(self) -> bool:
+        return self.method != "sft" or not self.checkpoint.best_metric.startswith("reward")
 
     @cel_rule(
         rule="!has(self.evaluation) || self.task != 'custom' || self.evaluation.datasets.all(d, has(d.task))",
-        message="task custom has no evaluation metric; set task (rec, ovd, math or gui) on every evaluation dataset",
+        message="task custom has no evaluation metric; set task (rec, ovd, math, gui or mcq) on every evaluation "
+        "dataset",
         field_path=".evaluation",
     )
     def _custom_eval_needs_task(self) -> bool:
@@ -515,7 +559,7 @@ class TrainerConfig(ApiModel):
         + "') && has(self.evaluation) && self.evaluation.datasets.exists(d, "
         "self.checkpoint.bestMetric.startsWith('eval/' + d.name + '/')))",
         message="checkpoint.bestMetric eval/<dataset>/<metric> must name an evaluation dataset and one of "
-        "rec_acc, ap, ap50, math_acc, gui_acc",
+        + ", ".join(m for ms in EVAL_METRICS.values() for m in ms),
         field_path=".checkpoint.bestMetric",
     )
     def _best_metric_evaluated(self) -> bool:
@@ -536,7 +580,7 @@ class TrainerConfig(ApiModel):
     def _apply_task_defaults(self) -> TrainerConfig:
         # Filled in here (not left implicit) so the ConfigMap the operator renders and the
         # manifest saved with every checkpoint state exactly what ran.
-        if not self.rewards:
+        if not self.rewards and self.method == "grpo":
             self.rewards = [RewardSpec(name=name) for name in DEFAULT_REWARDS[self.task]]
         if self.grpo.max_completion_length is None:
             self.grpo.max_completion_length = DEFAULT_MAX_COMPLETION_LENGTH[self.task]

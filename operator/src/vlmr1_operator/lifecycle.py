@@ -3,8 +3,10 @@
 Level-triggered: every reconcile looks at what exists and decides what should, whatever
 event woke it. A gang is all-or-nothing: NCCL/HCCL cannot readmit a lost rank, so a failed
 or vanished pod means deleting every pod and starting a new gang generation (which resumes
-from the newest verified checkpoint) until runPolicy.backoffLimit is used up. Pods keep
-fixed names, so a new generation is created only once the old pods are gone.
+from the newest verified checkpoint) until runPolicy.backoffLimit is used up. A pod that
+exits 2 (the trainer refused its inputs: a bad sample, a pinned model digest that does not
+match) fails the job at once with the trainer's message: a new gang would fail the same way.
+Pods keep fixed names, so a new generation is created only once the old pods are gone.
 
 Spec edits: fields that shape the pods (the trainer config, resources, secrets, pod
 template) are hashed into each pod; a running gang whose hash differs is restarted with
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vlmr1_core.api.grpojob import GRPOJob, GRPOJobStatus, ReplicaCounts
+from vlmr1_core.errors import EXIT_USER_ERROR
 from vlmr1_operator.builders import build_grpojob
 from vlmr1_operator.builders.common import LABEL_INDEX, LABEL_RESTART, Manifest
 from vlmr1_operator.builders.grpojob import SPEC_HASH_ANNOTATION, spec_hash
@@ -42,10 +45,15 @@ class PodState:
     terminating: bool = False
     reason: str = ""
     ip: str | None = None
+    exit_code: int | None = None
+    """The first terminated container's non-zero exit code (2: a user error, not worth a restart)."""
+    message: str = ""
+    """That container's termination message (the log's tail: the error line)."""
 
     @classmethod
     def from_manifest(cls, pod: Manifest) -> PodState:
         meta, status = pod.get("metadata", {}), pod.get("status") or {}
+        terminated = _terminated(status)
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
         return cls(
             name=meta["name"],
@@ -56,7 +64,17 @@ class PodState:
             terminating=bool(meta.get("deletionTimestamp")),
             reason=_failure_reason(status),
             ip=status.get("podIP"),
+            exit_code=terminated.get("exitCode"),
+            message=(terminated.get("message") or "").strip(),
         )
+
+
+def _terminated(status: dict[str, Any]) -> dict[str, Any]:
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode"):
+            return dict(terminated)
+    return {}
 
 
 def _failure_reason(status: dict[str, Any]) -> str:
@@ -162,6 +180,16 @@ def _gang_failure(
         if failed
         else f"pod(s) of node {', '.join(map(str, missing))} disappeared"
     )
+    user_error = next((p for p in failed if p.exit_code == EXIT_USER_ERROR), None)
+    if user_error is not None:
+        # The trainer refused the spec or its inputs (a bad sample, a digest mismatch): a restart
+        # would fail the same way, so the job fails now with the trainer's own message.
+        detail = user_error.message.splitlines()[-1] if user_error.message else user_error.reason
+        message = f"pod {user_error.name} stopped on a user error: {detail}"
+        status.completion_time = now
+        out.events.append(Event("Warning", "UserError", message))
+        _transition(status, "Failed", "UserError", message, now)
+        return _finished_requeue(job, status, out, now)
     limit = job.spec.run_policy.backoff_limit
     if status.restarts < limit:
         status.restarts += 1

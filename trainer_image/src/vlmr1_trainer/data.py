@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ MIN_IMAGE_SIDE = 28
 KNOWN_METHODS = frozenset(METHODS)
 
 OnBadSample = Literal["error", "skip"]
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 #: A hook the trainer adds to every row: ``(sample, decoded images, row) -> extra columns``.
 #: It may raise BadSampleError (a prompt over the length limit, say) like any bad sample.
@@ -119,6 +121,8 @@ class Sample:
     solution: str
     accu_reward_method: str
     image_size: tuple[int, int] | None = None
+    target: str = ""
+    """The whole gpt turn as written: what supervised fine-tuning trains the model to answer."""
 
 
 @dataclass
@@ -174,9 +178,12 @@ def parse_line(source: DataSource, line: int, text: str, *, check_images: bool =
     answer = _turn(item["conversations"], ("gpt", "assistant"), human[0] + 1)
     if answer is None:
         raise BadSampleError(path, line, "no gpt turn after the human turn in 'conversations'")
-    value = answer[1]
-    # VLM-R1's solution: answer tags removed and the text re-wrapped, one space each side.
-    solution = value.replace("<answer>", "").replace("</answer>", "").strip() if isinstance(value, str) else str(value)
+    value = answer[1] if isinstance(answer[1], str) else str(answer[1])
+    block = _ANSWER_BLOCK.search(value)
+    # VLM-R1's solution: answer tags removed and the text re-wrapped, one space each side. A turn
+    # written as a whole completion (<think>...</think><answer>...</answer>, SFT data) keeps only
+    # its answer block, so the same file serves both methods.
+    solution = block.group(1).strip() if block else value.replace("<answer>", "").replace("</answer>", "").strip()
     method = item.get("accu_reward_method", source.reward_method) or "default"
     if method not in KNOWN_METHODS:
         raise BadSampleError(
@@ -211,6 +218,7 @@ def parse_line(source: DataSource, line: int, text: str, *, check_images: bool =
         solution=f"<answer> {solution} </answer>",
         accu_reward_method=method,
         image_size=size,
+        target=value,
     )
 
 

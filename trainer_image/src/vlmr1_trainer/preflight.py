@@ -35,7 +35,15 @@ from vlmr1_trainer.data import (
 if TYPE_CHECKING:
     from vlmr1_trainer.rewards import Reward
 
-__all__ = ["CheckedInputs", "check_evaluation_data", "check_inputs", "check_rewards", "load_dataset", "local_source"]
+__all__ = [
+    "CheckedInputs",
+    "check_evaluation_data",
+    "check_inputs",
+    "check_model_digest",
+    "check_rewards",
+    "load_dataset",
+    "local_source",
+]
 
 #: How to get past a bad training sample; evaluation sets have no skip (every checkpoint must
 #: be scored on the same samples).
@@ -56,8 +64,8 @@ class CheckedInputs:
 def check_inputs(
     config: TrainerConfig, question_template: Callable[[str], str] = default_question_template
 ) -> CheckedInputs:
-    """Rewards, then training data, then evaluation data; the first problem is raised.
-    ``question_template`` is the model family's, for the dataset's prompts."""
+    """Rewards, then training data, then evaluation data, then a pinned model's digest; the first
+    problem is raised. ``question_template`` is the model family's, for the dataset's prompts."""
     rewards = check_rewards(config)
     sources = [
         local_source(spec.jsonl, spec.image_root, spec.reward_method, field=f"spec.datasets[{i}]")
@@ -71,6 +79,7 @@ def check_inputs(
         fix=SKIP_FIX,
     )
     check_evaluation_data(config)
+    check_model_digest(config)
     return CheckedInputs(rewards=rewards, dataset=dataset)
 
 
@@ -90,6 +99,40 @@ def check_rewards(config: TrainerConfig) -> list[Reward]:
         except ValueError as exc:  # an unknown parameter, or a value the reward refuses
             raise UserError(str(exc), field=f"spec.rewards[{i}].params") from exc
     return rewards
+
+
+def check_model_digest(config: TrainerConfig) -> None:
+    """With ``model.digest``: the starting model is a vlmr1 checkpoint that verifies against its
+    manifest and has exactly that digest (an s3 checkpoint is downloaded here, once: loading
+    reuses the download). Reads manifests and hashes files; loads no weights."""
+    from vlmr1_core.checkpoints import MANIFEST, verify_checkpoint
+    from vlmr1_trainer.storage import resolve_model
+
+    expected, uri = config.model.digest, config.model.uri
+    if expected is None:
+        return
+    source = resolve_model(uri, config.model.revision)
+    path = Path(source.pretrained)
+    if source.kind in ("hub", "builtin") or not (path / MANIFEST).is_file():
+        raise UserError(
+            f"model.digest pins a vlmr1 checkpoint, but {uri} is not one (no {MANIFEST})",
+            field="spec.model.digest",
+            fix="point model.uri at a checkpoint-<step> folder, or remove model.digest",
+        )
+    result = verify_checkpoint(path)
+    if not result.ok:
+        raise UserError(
+            f"the starting checkpoint {uri} does not verify against its manifest: {'; '.join(result.problems())}",
+            field="spec.model.uri",
+            fix="restore the checkpoint's files, or pin another checkpoint",
+        )
+    if result.digest != expected:
+        raise UserError(
+            f"the starting checkpoint {uri} has digest {result.digest}, not the pinned {expected}",
+            field="spec.model.digest",
+            fix="pin the digest `vlmr1 checkpoints verify` prints for it, or point model.uri at the checkpoint "
+            "that has the pinned one",
+        )
 
 
 def check_evaluation_data(config: TrainerConfig) -> None:

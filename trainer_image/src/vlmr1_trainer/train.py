@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
+    from trl.trainer.sft_trainer import SFTTrainer
 
+    from vlmr1_trainer.preflight import CheckedInputs
+    from vlmr1_trainer.progress.curve import Curves
     from vlmr1_trainer.rewards import Reward
-    from vlmr1_trainer.vlm import VLMFamily
+    from vlmr1_trainer.vlm import LoadedVLM, VLMFamily
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ STAGING = "staging"
 CHECKPOINTS = "checkpoints"
 EVALUATION = "evaluation"
 """Folder inside a checkpoint holding its evaluation results (metrics.json, <set>.samples.jsonl)."""
+START_EVALUATION = "start-evaluation"
+"""Folder in the run holding the starting model's evaluation results (evaluation.onStart)."""
 
 
 @dataclass
@@ -59,6 +64,8 @@ class RunOptions:
     """Extra transformers callbacks (progress reporting, a progress bar)."""
     on_checkpoint: Callable[[CheckpointInfo], None] | None = None
     """Called on rank 0 with every saved checkpoint."""
+    on_start_evaluation: Callable[[str, dict[str, float]], None] | None = None
+    """Called on rank 0 with the starting model's uri and metrics (evaluation.onStart)."""
     debug: bool = False
     """VLM-R1's DEBUG_MODE: rank 0 dumps sampled completions and their rewards."""
     rank: int = 0
@@ -74,6 +81,12 @@ class TrainResult:
     resumed_from: CheckpointInfo | None
     data_report: LoadReport
     log_history: list[dict[str, Any]]
+    start_metrics: dict[str, float] = field(default_factory=dict)
+    """The starting model's evaluation metrics (evaluation.onStart; empty otherwise)."""
+    curves: Curves | None = None
+    """The whole run's curves from metrics.jsonl, resumed parts included (rank 0)."""
+    curve_file: Path | None = None
+    """reward_curve.png, when it was drawn."""
 
 
 def reward_functions(config: TrainerConfig) -> tuple[list[Reward], list[float]]:
@@ -117,12 +130,10 @@ def grpo_args(config: TrainerConfig, options: RunOptions) -> GRPOConfig:
 
 def grpo_kwargs(config: TrainerConfig, options: RunOptions) -> dict[str, Any]:
     """GRPOConfig's arguments for the spec: every GRPO and training field mapped, none guessed."""
-    grpo, training, rollout = config.grpo, config.training, config.rollout
-    on_cpu = options.accelerator == "cpu"
-    max_steps = options.max_steps or training.max_steps
+    grpo, rollout = config.grpo, config.rollout
     vllm = rollout.vllm
     kwargs: dict[str, Any] = {
-        "output_dir": str(options.output_dir / STAGING),
+        **training_kwargs(config, options),
         "num_generations": grpo.num_generations,
         "beta": grpo.beta,
         "epsilon": grpo.epsilon,
@@ -134,6 +145,27 @@ def grpo_kwargs(config: TrainerConfig, options: RunOptions) -> dict[str, Any]:
         "top_p": grpo.top_p,
         "num_iterations": grpo.num_iterations,
         "max_completion_length": grpo.max_completion_length,
+        "reward_weights": [spec.weight for spec in config.rewards],
+        "use_vllm": rollout.engine != "hf",
+    }
+    if rollout.engine != "hf":
+        kwargs["vllm_mode"] = "colocate" if rollout.engine == "vllmColocate" else "server"
+        if vllm is not None:
+            kwargs["vllm_gpu_memory_utilization"] = vllm.gpu_memory_utilization
+            kwargs["vllm_tensor_parallel_size"] = vllm.tensor_parallel_size
+            if vllm.server_url:
+                kwargs["vllm_server_base_url"] = vllm.server_url
+    return kwargs
+
+
+def training_kwargs(config: TrainerConfig, options: RunOptions) -> dict[str, Any]:
+    """The transformers TrainingArguments both methods share: optimisation, schedule, intervals,
+    precision, distribution, and the staging folder checkpoints are first written to."""
+    training = config.training
+    on_cpu = options.accelerator == "cpu"
+    max_steps = options.max_steps or training.max_steps
+    return {
+        "output_dir": str(options.output_dir / STAGING),
         "learning_rate": training.learning_rate,
         "lr_scheduler_type": training.lr_scheduler,
         "warmup_steps": training.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
@@ -148,26 +180,16 @@ def grpo_kwargs(config: TrainerConfig, options: RunOptions) -> dict[str, Any]:
         "save_strategy": "steps",
         "save_steps": training.save_steps,
         "save_total_limit": None,  # pruning is ours: it keeps the best checkpoint
-        "reward_weights": [spec.weight for spec in config.rewards],
         "use_cpu": on_cpu,
         "bf16": not on_cpu and training.precision == "bf16",
         "fp16": not on_cpu and training.precision == "fp16",
         # Only when distributed: a backend set in a single process makes accelerate expect a process group.
         "ddp_backend": DIST_BACKEND[options.accelerator] if options.world_size > 1 else None,
         "deepspeed": deepspeed_config(config, options.accelerator),
-        "remove_unused_columns": False,  # the rewards read solution, image_size, ...
+        "remove_unused_columns": False,  # the rewards read solution, image_size, ...; SFT its target
         "report_to": [],
         "disable_tqdm": True,
-        "use_vllm": rollout.engine != "hf",
     }
-    if rollout.engine != "hf":
-        kwargs["vllm_mode"] = "colocate" if rollout.engine == "vllmColocate" else "server"
-        if vllm is not None:
-            kwargs["vllm_gpu_memory_utilization"] = vllm.gpu_memory_utilization
-            kwargs["vllm_tensor_parallel_size"] = vllm.tensor_parallel_size
-            if vllm.server_url:
-                kwargs["vllm_server_base_url"] = vllm.server_url
-    return kwargs
 
 
 def torch_dtype(config: TrainerConfig, accelerator: Accelerator) -> Any:
@@ -272,11 +294,26 @@ class CheckpointCallback:
         the metrics describe the checkpoint rather than the in-memory (possibly sharded) policy.
         """
         from vlmr1_trainer.evaluation.policy import load_files
+
+        policy = load_files(files, self.config.model, device=_local_device(self.options.accelerator))
+        return self._evaluate(policy, files / EVALUATION)
+
+    def evaluate_start(self) -> dict[str, float]:
+        """The evaluation section run on the starting model, loaded from ``model.uri`` (rank 0)."""
+        from vlmr1_trainer.evaluation.policy import Policy
+        from vlmr1_trainer.vlm import load_vlm
+
+        loaded = load_vlm(self.config.model, dtype=torch_dtype(self.config, self.options.accelerator))
+        model: Any = loaded.model  # transformers' .to() is typed for dtypes, not device strings
+        policy = Policy(loaded.family, model.to(_local_device(self.options.accelerator)), loaded.processor, "")
+        policy.uri = self.config.model.uri
+        return self._evaluate(policy, self.options.output_dir / START_EVALUATION)
+
+    def _evaluate(self, policy: Any, output: Path) -> dict[str, float]:
         from vlmr1_trainer.evaluation.runner import evaluate, sets_from_config
 
         evaluation = self.config.evaluation
         assert evaluation is not None
-        policy = load_files(files, self.config.model, device=_local_device(self.options.accelerator))
         policy.config = self.config
         try:
             return evaluate(
@@ -284,7 +321,7 @@ class CheckpointCallback:
                 sets_from_config(self.config),
                 batch_size=evaluation.batch_size,
                 max_new_tokens=evaluation.max_new_tokens,
-                output=files / EVALUATION,
+                output=output,
             )
         finally:
             del policy
@@ -321,26 +358,25 @@ def _barrier() -> None:
 def latest_metrics(log_history: list[Mapping[str, Any]]) -> dict[str, float]:
     """The newest logged training metrics (numbers only), recorded in the manifest."""
     for entry in reversed(log_history):
-        if "reward" in entry:
+        if "reward" in entry or "loss" in entry:
             return {k: float(v) for k, v in entry.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return {}
 
 
-def build_trainer(
+def load_policy_model(
     config: TrainerConfig, options: RunOptions, resume_from: Path | None = None
-) -> tuple[GRPOTrainer, CheckpointCallback, LoadReport]:
-    """A GRPOTrainer for the spec: rewards, data, model, fine-tuning mode and callbacks.
+) -> tuple[LoadedVLM, CheckedInputs, Any]:
+    """Checks, then the policy model in its fine-tuning mode: (model, checked inputs, peft config).
 
-    Cheapest first (:mod:`vlmr1_trainer.preflight`): the rewards and every data file are checked
-    before any weights load, so a misspelt reward or a bad dataset line is a UserError within
-    seconds. With ``resume_from`` (a full fine-tune's checkpoint) the policy weights come from that
-    checkpoint through ``from_pretrained``; the processor always comes from the spec's model,
-    so a resumed run sees images exactly as the first one did.
+    Cheapest first (:mod:`vlmr1_trainer.preflight`): the rewards, every data file and a pinned
+    model digest are checked before any weights load, so a misspelt reward or a bad dataset line
+    is a UserError within seconds. With ``resume_from`` (a full fine-tune's checkpoint) the policy
+    weights come from that checkpoint through ``from_pretrained``; the processor always comes
+    from the spec's model, so a resumed run sees images exactly as the first one did.
     """
     if options.accelerator == "ascend":
         require_torch_npu()
 
-    from vlmr1_trainer.data import to_hf_dataset
     from vlmr1_trainer.preflight import check_inputs
     from vlmr1_trainer.vlm import get_family, load_vlm
     from vlmr1_trainer.vlm.prompts import format_question
@@ -356,27 +392,37 @@ def build_trainer(
         if weights is None:  # else the checkpoint folder is at fault, and its path is in the message
             exc.at(field="spec.model.uri")
         raise
-    family, model, processor = loaded.family, loaded.model, loaded.processor
-    dataset = inputs.dataset
-    dataset.row_hook = FamilyRowHook(family, processor, config.grpo.max_prompt_length)
     peft_config = None
     finetuning = config.finetuning
     if finetuning.mode == "lora":
-        peft_config = family.lora_config(finetuning.resolved_lora)
+        peft_config = loaded.family.lora_config(finetuning.resolved_lora)
     elif finetuning.mode == "freezeVision":
-        family.freeze_vision(model)
+        loaded.family.freeze_vision(loaded.model)
+    return loaded, inputs, peft_config
+
+
+def build_grpo_trainer(
+    config: TrainerConfig, options: RunOptions, resume_from: Path | None = None
+) -> tuple[GRPOTrainer, CheckpointCallback, LoadReport]:
+    """A GRPOTrainer for the spec: rewards, data, model, fine-tuning mode and callbacks
+    (:func:`load_policy_model` says what is checked first and how resuming loads)."""
+    from vlmr1_trainer.data import to_hf_dataset
+
+    loaded, inputs, peft_config = load_policy_model(config, options, resume_from)
+    dataset = inputs.dataset
+    dataset.row_hook = FamilyRowHook(loaded.family, loaded.processor, config.grpo.max_prompt_length)
     rewards: list[Any] = list(inputs.rewards)
     if options.debug:
         from vlmr1_trainer.progress import wrap_rewards
 
         rewards = wrap_rewards(rewards, options.output_dir, is_main_process=options.rank == 0)
     checkpoints = CheckpointCallback(config, options)
-    trainer = _trainer_class()(
-        model=model,
+    trainer = grpo_trainer_class()(
+        model=loaded.model,
         reward_funcs=rewards,
         args=grpo_args(config, options),
         train_dataset=to_hf_dataset(dataset),
-        processing_class=processor,
+        processing_class=loaded.processor,
         peft_config=peft_config,
         callbacks=[checkpoints.as_callback(), *options.callbacks],
     )
@@ -399,20 +445,18 @@ def require_torch_npu() -> None:
         ) from exc
 
 
-def _trainer_class() -> type[GRPOTrainer]:
+def _vlmr1_trainer(base: type[Any]) -> type[Any]:
+    """TRL's trainer ``base`` with two changes around resuming and printing.
+
+    transformers' resume loads a full model's state dict without the key mapping
+    from_pretrained applies (Qwen2.5-VL checkpoints store legacy key names), which
+    loads nothing; the policy weights were already loaded from the checkpoint with
+    from_pretrained (load_policy_model), so only adapters (peft) are loaded here. Logs
+    are reported as JSON lines and a progress line by our callbacks instead of printed.
+    """
     from transformers import PrinterCallback
-    from trl.trainer.grpo_trainer import GRPOTrainer
 
-    class VLMR1GRPOTrainer(GRPOTrainer):
-        """TRL's GRPOTrainer with two changes around resuming and printing.
-
-        transformers' resume loads a full model's state dict without the key mapping
-        from_pretrained applies (Qwen2.5-VL checkpoints store legacy key names), which
-        loads nothing; the policy weights were already loaded from the checkpoint with
-        from_pretrained (build_trainer), so only adapters (peft) are loaded here. Logs
-        are reported as JSON lines and a progress bar by our callbacks instead of printed.
-        """
-
+    class VLMR1Trainer(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.remove_callback(PrinterCallback)
@@ -423,7 +467,20 @@ def _trainer_class() -> type[GRPOTrainer]:
             if isinstance(model or self.model, PeftModel):
                 super()._load_from_checkpoint(resume_from_checkpoint, model)
 
-    return VLMR1GRPOTrainer
+    VLMR1Trainer.__name__ = VLMR1Trainer.__qualname__ = f"VLMR1{base.__name__}"
+    return VLMR1Trainer
+
+
+def grpo_trainer_class() -> type[GRPOTrainer]:
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    return _vlmr1_trainer(GRPOTrainer)
+
+
+def sft_trainer_class() -> type[SFTTrainer]:
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    return _vlmr1_trainer(SFTTrainer)
 
 
 class QuestionTemplate:
@@ -437,12 +494,26 @@ class QuestionTemplate:
 
 
 def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
-    """Run GRPO training to the end (resuming from the newest verified checkpoint)."""
+    """Run the spec's method (GRPO or SFT) to the end (resuming from the newest verified checkpoint)."""
     options.output_dir.mkdir(parents=True, exist_ok=True)
     resumed = find_resumable(options.output_dir / CHECKPOINTS) if options.resume else None
-    trainer, checkpoints, report = build_trainer(config, options, resumed.path if resumed else None)
+    resume_path = resumed.path if resumed else None
+    trainer: Any
+    if config.method == "sft":
+        from vlmr1_trainer.sft import build_sft_trainer
+
+        trainer, checkpoints, report = build_sft_trainer(config, options, resume_path)
+    else:
+        trainer, checkpoints, report = build_grpo_trainer(config, options, resume_path)
     if resumed is not None:
         log.info("resuming from %s (step %d, %s)", resumed.path, resumed.step, resumed.digest)
+    start_metrics: dict[str, float] = {}
+    if resumed is None and config.evaluation is not None and config.evaluation.on_start:
+        if options.rank == 0:
+            start_metrics = checkpoints.evaluate_start()
+            if options.on_start_evaluation is not None:
+                options.on_start_evaluation(config.model.uri, start_metrics)
+        _barrier()
     trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
     _barrier()
     return TrainResult(
@@ -451,6 +522,7 @@ def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
         resumed_from=resumed,
         data_report=report,
         log_history=list(trainer.state.log_history),
+        start_metrics=start_metrics,
     )
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from vlmr1_core.accelerators import Accelerator
+    from vlmr1_trainer.progress.curve import Curves
     from vlmr1_trainer.train import TrainResult
 
 log = logging.getLogger("vlmr1_trainer")
@@ -169,13 +170,30 @@ def run_training(
         checkpoint_uri=checkpoint_base_uri(config),
         callbacks=callbacks,
         on_checkpoint=progress.report_checkpoint,
+        on_start_evaluation=progress.report_start_evaluation,
         debug=debug_enabled(flag=debug),
         rank=rank,
     )
     try:
-        return train(config, options)
+        result = train(config, options)
     finally:
         progress.close()
+    if rank == 0:
+        draw_curve(result, output)
+    return result
+
+
+def draw_curve(result: TrainResult, output: Path) -> None:
+    """Read the run's metrics.jsonl into ``result.curves`` and draw reward_curve.png. A picture
+    that cannot be drawn (a full disk, a broken font cache) is a warning: training succeeded."""
+    from vlmr1_trainer.progress.curve import CURVE_FILE, plot, read_run
+
+    try:
+        result.curves = read_run(output)
+        plot(result.curves, output / CURVE_FILE, title=output.name)
+        result.curve_file = output / CURVE_FILE
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("reward curve not drawn: %s", exc)
 
 
 def quiet_libraries() -> None:
@@ -212,18 +230,29 @@ def progress_line(stream: TextIO) -> TrainerCallback:
             return control
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
-            if not logs or "reward" not in logs or self.started is None:
+            # GRPO logs a reward per step, SFT a loss; the end-of-training summary logs neither.
+            if not logs or not ("reward" in logs or "loss" in logs) or self.started is None:
                 return control
             step, total = int(state.global_step), int(state.max_steps or 0)
             done = max(step - self.first_step, 1)
             per_step = (time.monotonic() - self.started) / done
             eta = per_step * max(total - step, 0)
             std = logs.get("reward_std")
-            reward = f"{logs['reward']:.3f}" + (f" ± {std:.3f}" if isinstance(std, int | float) else "")
+            if "reward" not in logs:
+                reward = f"loss {logs['loss']:.4f}"
+            else:
+                reward = f"reward {logs['reward']:.3f}" + (f" ± {std:.3f}" if isinstance(std, int | float) else "")
+            parts = [
+                f"{key[len('rewards/') : -len('/mean')]} {value:.2f}"
+                for key, value in sorted(logs.items())
+                if key.startswith("rewards/") and key.endswith("/mean") and isinstance(value, int | float)
+            ]
+            if len(parts) > 1:  # with one reward the total says it all
+                reward += f" ({', '.join(parts)})"
             width = 20
             filled = width * step // total if total else 0
             bar = "#" * filled + "." * (width - filled)
-            stream.write(f"[{bar}] step {step}/{total}  reward {reward}  {per_step:.1f} s/step  ETA {eta:.0f} s\n")
+            stream.write(f"[{bar}] step {step}/{total}  {reward}  {per_step:.1f} s/step  ETA {eta:.0f} s\n")
             stream.flush()
             return control
 
@@ -232,13 +261,19 @@ def progress_line(stream: TextIO) -> TrainerCallback:
 
 def print_summary(result: TrainResult, stream: TextIO) -> None:
     """The closing summary of a run: steps, reward curve, checkpoints, skipped samples."""
-    rewards = [float(e["reward"]) for e in result.log_history if isinstance(e.get("reward"), int | float)]
-    curve = f"{rewards[0]:.3f} -> {rewards[-1]:.3f}" if rewards else "n/a (no step logged)"
+    key = "reward" if any("reward" in e for e in result.log_history) else "loss"
+    values = [
+        float(e[key]) for e in result.log_history if isinstance(e.get(key), int | float) and "train_runtime" not in e
+    ]
+    curve = f"{values[0]:.3f} -> {values[-1]:.3f}" if values else "n/a (no step logged)"
     stream.write("\nvlmr1 run summary\n")
     stream.write(f"  steps:       {result.steps}")
     if result.resumed_from is not None:
         stream.write(f" (resumed from step {result.resumed_from.step})")
-    stream.write(f"\n  reward:      {curve} over {len(rewards)} logged steps\n")
+    stream.write(f"\n  {key + ':':<12} {curve} over {len(values)} logged steps\n")
+    if result.curves is not None:
+        for line in learning_lines(result.curves):
+            stream.write(f"  {line}\n")
     stream.write(f"  data:        {result.data_report.summary()}\n")
     if not result.checkpoints:
         stream.write("  checkpoints: none saved\n")
@@ -247,4 +282,20 @@ def print_summary(result: TrainResult, stream: TextIO) -> None:
         evaluated = {k: v for k, v in info.metrics.items() if k.startswith("eval/") and isinstance(v, int | float)}
         if evaluated:
             stream.write("               " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(evaluated.items())) + "\n")
+    if result.curve_file is not None:
+        stream.write(f"  curve:       {result.curve_file}\n")
     stream.flush()
+
+
+def learning_lines(curves: Curves) -> list[str]:
+    """What the run learned: each reward's first- vs last-quarter mean, and each evaluation
+    metric from its first point (the starting model with evaluation.onStart) to its last."""
+    lines = []
+    gains = curves.gains() or curves.loss_gain()
+    for name, (first, last, gain) in gains.items():
+        lines.append(f"{name + ':':<12} {first:.3f} -> {last:.3f} ({gain:+.3f}, first vs last quarter of steps)")
+    for name, points in curves.evaluations.items():
+        if len(points) > 1:
+            trail = "  ".join(f"step {step}: {value:.3f}" for step, value in points)
+            lines.append(f"{name}: {trail} ({points[-1][1] - points[0][1]:+.3f})")
+    return lines

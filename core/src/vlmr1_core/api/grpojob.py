@@ -22,6 +22,7 @@ from vlmr1_core.api.common import (
     Toleration,
 )
 from vlmr1_core.apimodel import ApiModel, cel_rule, defaulted
+from vlmr1_core.checkpoints import DIGEST_PATTERN
 from vlmr1_core.config import TrainerConfig
 
 #: Longest GRPOJob name: children are named `<job>-node-<index>` and a Service name
@@ -136,15 +137,16 @@ class GRPOJobSpec(TrainerConfig):
     settings the API does not model (extra volumes, sidecars, securityContext overrides)."""
 
     @cel_rule(
-        rule="(self.training.perDeviceBatchSize * self.resources.nodes * self.resources.processesPerNode"
-        " * self.training.gradientAccumulationSteps) % self.grpo.numGenerations == 0",
+        rule="self.method == 'sft' || (self.training.perDeviceBatchSize * self.resources.nodes"
+        " * self.resources.processesPerNode * self.training.gradientAccumulationSteps) % self.grpo.numGenerations == 0",
         message="grpo.numGenerations must divide the generation batch (training.perDeviceBatchSize x "
         "resources.nodes x resources.processesPerNode x training.gradientAccumulationSteps); "
         "change numGenerations or the batch settings",
         field_path=".grpo.numGenerations",
     )
     def _generations_divide_batch(self) -> bool:
-        return self.generation_batch_size % self.grpo.num_generations == 0
+        # SFT samples no generations: its batch is any size.
+        return self.method == "sft" or self.generation_batch_size % self.grpo.num_generations == 0
 
     @property
     def generation_batch_size(self) -> int:
@@ -207,7 +209,7 @@ class CheckpointStatus(ApiModel):
     step: int = Field(ge=0)
     """Step it was saved at."""
 
-    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    digest: str = Field(pattern=DIGEST_PATTERN)
     """sha256 of its manifest, which lists the sha256 of every file."""
 
     metrics: dict[str, float] = Field(default_factory=dict)

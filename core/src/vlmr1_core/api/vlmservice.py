@@ -17,11 +17,11 @@ from vlmr1_core.api.common import (
     Toleration,
 )
 from vlmr1_core.apimodel import ApiModel, cel_rule, defaulted
+from vlmr1_core.checkpoints import DIGEST_PATTERN
 from vlmr1_core.config import ModelFamily
 from vlmr1_core.uri import Uri
 
 Engine = Literal["vllm", "xllm", "vllm-ascend", "transformers"]
-DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 #: Which accelerators each engine runs on. The CEL rule is generated from this table.
 ENGINE_ACCELERATORS: dict[Engine, tuple[Accelerator, ...]] = {

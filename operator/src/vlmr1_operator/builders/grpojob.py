@@ -144,6 +144,9 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
         ],
         "resources": container_resources(res.cpu, res.memory, res.accelerator, res.resolved_devices_per_node),
         "volumeMounts": mounts,
+        # A user error is one line on stderr and exit 2: the log's tail becomes the container's
+        # termination message, which the operator puts in the Failed condition.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},

@@ -13,6 +13,8 @@
   last json fence, no rescale) and score 1.0 each, so the dataset order is the rank order.
 * ``math``: ``math_acc``, the share of samples the ``math`` reward verifies correct.
 * ``gui``: ``gui_acc``, the share of exact matches as the ``all_match`` reward defines them.
+* ``mcq``: ``mcq_acc``, the share of samples whose chosen letter is the answer's, as the ``mcq``
+  reward reads it (VLM-R1's ``extract_choice`` on the answer block).
 
 Every task also reports ``samples`` and ``unparsed`` (predictions without a usable answer;
 see :class:`SampleResult`). A malformed ground truth raises :class:`EvalDataError` naming
@@ -40,7 +42,7 @@ from vlmr1_core.config import EVAL_METRICS, EvalTask
 from vlmr1_core.errors import UserError
 from vlmr1_trainer.rewards._text import first_block, json_blocks, last_block
 from vlmr1_trainer.rewards.accuracy import MathReward
-from vlmr1_trainer.rewards.choice import AllMatchReward
+from vlmr1_trainer.rewards.choice import AllMatchReward, MCQReward
 from vlmr1_trainer.rewards.coco import Box, coco_dataset_ap
 from vlmr1_trainer.rewards.detection import OdAp50Reward, ground_truth_boxes, last_json_list, prediction_boxes
 from vlmr1_trainer.rewards.rec import RecAccReward, ground_truth_box
@@ -171,11 +173,11 @@ def _rec_result(index: int, text: str, row: Mapping[str, Any], source: str) -> S
     return SampleResult(index, source, text, box, gt, float(score or 0.0), error)
 
 
-# --- math and GUI ------------------------------------------------------------------------------
+# --- math, GUI and multiple choice ------------------------------------------------------------------------------
 
 
 def _text_scorer(reward: Reward) -> Callable[[int, str, Mapping[str, Any], str], SampleResult]:
-    """A scorer comparing the last answer blocks with ``reward`` (``math`` or ``all_match``)."""
+    """A scorer comparing the last answer blocks with ``reward`` (``math``, ``all_match`` or ``mcq``)."""
 
     def result(index: int, text: str, row: Mapping[str, Any], source: str) -> SampleResult:
         solution = row.get("solution")
@@ -193,7 +195,12 @@ def _text_scorer(reward: Reward) -> Callable[[int, str, Mapping[str, Any], str],
     return result
 
 
-_SCORERS = {"rec": _rec_result, "math": _text_scorer(MathReward()), "gui": _text_scorer(AllMatchReward())}
+_SCORERS = {
+    "rec": _rec_result,
+    "math": _text_scorer(MathReward()),
+    "gui": _text_scorer(AllMatchReward()),
+    "mcq": _text_scorer(MCQReward()),
+}
 
 
 # --- OVD ---------------------------------------------------------------------------------------

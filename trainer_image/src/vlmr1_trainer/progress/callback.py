@@ -5,7 +5,8 @@ Attached to TRL's ``GRPOTrainer`` (``callbacks=[...]``), it turns each training 
 ``<output_dir>/metrics.jsonl`` (the operator and people tail that file), optionally echoes
 the line to a stream and updates the gauges. The trainer's checkpoint code calls
 ``report_checkpoint`` after each complete checkpoint, which appends
-``{"event": "checkpoint", ...}``. Only the world's process zero writes or serves.
+``{"event": "checkpoint", ...}``; the starting model's evaluation (evaluation.onStart) is an
+``{"event": "evaluation", "step": 0, ...}`` line. Only the world's process zero writes or serves.
 """
 
 from __future__ import annotations
@@ -201,6 +202,12 @@ class ProgressCallback(TrainerCallback):
         )
         self.metrics.checkpoint_saved(info.step, info.uri, info.digest, dict(info.metrics))
         self._summary.checkpoints.append(CheckpointReport(uri=info.uri, step=info.step, digest=info.digest))
+
+    def report_start_evaluation(self, uri: str, metrics: Mapping[str, float]) -> None:
+        """Report the starting model's evaluation: an ``evaluation`` line at step 0."""
+        self._write(
+            {"event": "evaluation", "step": 0, "uri": uri, "metrics": dict(metrics), "timestamp": self.wall_clock()}
+        )
 
     def summary(self) -> ProgressSummary:
         """A copy of the run's summary so far."""

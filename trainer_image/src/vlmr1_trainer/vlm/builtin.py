@@ -30,15 +30,16 @@ __all__ = [
     "builtin_dir",
     "ensure_builtin",
     "qwen2_5_vl_processor",
+    "qwen_model",
 ]
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Bumped whenever the recipe changes, so cached builds of an older recipe are rebuilt."""
 DEFAULT_SEED = 0
 MARKER = "vlmr1-builtin.json"
 """Written last into a finished build: name, seed and recipe version."""
 
-_VOCAB_SIZE = 384
+_VOCAB_SIZE = 448
 _QWEN_SPECIALS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -106,6 +107,9 @@ _CORPUS = (
     "What is the value of x if 2x + 3 = 11? The answer is 4. Which option is correct: A, B, C or D? yes no",
     "Compare the two screenshots and find the defect: the button is missing, the text overlaps, the icon is wrong.",
     "0 1 2 3 4 5 6 7 8 9 10 100 1000 person car dog cat bird chair table bottle cup phone window door",
+    "What colour is the shape? A. red B. green C. blue D. yellow E. purple <think>The shape is red.</think>",
+    "<think>The shape is green.</think><think>The shape is blue.</think><think>The shape is yellow.</think>"
+    "<think>The shape is purple.</think><answer>A</answer>",
 )
 
 
@@ -193,6 +197,11 @@ def qwen2_5_vl_processor(
 
 
 def _build_qwen(dest: Path) -> None:
+    _save(*qwen_model(), dest)
+
+
+def qwen_model() -> tuple[Any, Any]:
+    """The random-weight tiny Qwen2.5-VL and its processor (torch's RNG decides the weights)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     # 56x56 .. 112x112 pixels: 4 to 16 image tokens after the 2x2 merge.
@@ -219,7 +228,7 @@ def _build_qwen(dest: Path) -> None:
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
-    _save(Qwen2_5_VLForConditionalGeneration(config), processor, dest)
+    return Qwen2_5_VLForConditionalGeneration(config), processor
 
 
 def _build_internvl(dest: Path) -> None:
@@ -256,8 +265,17 @@ def _build_internvl(dest: Path) -> None:
     _save(InternVLForConditionalGeneration(config), processor, dest)
 
 
+def _build_qwen_colour(dest: Path) -> None:
+    from vlmr1_trainer.vlm.builtin_colour import build_colour
+
+    model, processor = qwen_model()
+    build_colour(model, processor, dest)
+    _save(model, processor, dest)
+
+
 BUILTIN_MODELS: dict[str, Callable[[Path], None]] = {
     "tiny-qwen2.5-vl": _build_qwen,
+    "tiny-qwen2.5-vl-colour": _build_qwen_colour,
     "tiny-internvl": _build_internvl,
 }
 """Builtin model name -> builder writing a complete ``save_pretrained`` folder."""

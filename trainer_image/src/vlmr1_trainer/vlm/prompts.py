@@ -43,6 +43,7 @@ QUESTION_TEMPLATES: Mapping[Task, str] = {
     "ovd": DETECTION_TEMPLATE,
     "math": DEFAULT_TEMPLATE,
     "gui": DEFAULT_TEMPLATE,
+    "mcq": DEFAULT_TEMPLATE,
     "custom": DEFAULT_TEMPLATE,
 }
 
