@@ -8,30 +8,21 @@ so that a session with a lent GPU spends its minutes measuring, not debugging.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from ._bench import load
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-facts = _load("qwen2_5_vl_3b")
-gpu_step = _load("gpu_step")
+facts = load("qwen2_5_vl_3b")
+gpu_step = load("gpu_step")
 
 
 def test_the_3b_configuration_has_the_published_parameter_count() -> None:

@@ -32,7 +32,13 @@ def test_docstring_examples() -> None:
 
 
 def test_metric_names() -> None:
-    assert METRICS == {"rec": ("rec_acc",), "ovd": ("ap", "ap50"), "math": ("math_acc",), "gui": ("gui_acc",)}
+    assert METRICS == {
+        "rec": ("rec_acc",),
+        "ovd": ("ap", "ap50"),
+        "math": ("math_acc",),
+        "gui": ("gui_acc",),
+        "mcq": ("mcq_acc",),
+    }
 
 
 # --- REC: GT [0, 0, 10, 20] (area 200); [0, 0, 10, 10] has pixel-inclusive IoU exactly 0.5 ------

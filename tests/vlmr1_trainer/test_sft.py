@@ -172,3 +172,11 @@ def test_sft_spec_rules() -> None:
     with pytest.raises(ValueError, match="method sft logs no reward"):
         sft_config(checkpoint={"bestMetric": "reward"})
     assert sft_config().rewards == []
+
+
+def test_the_sft_example_runs(tmp_path: Path) -> None:
+    example = REPO / "examples" / "grpojob-colour-sft-local.yaml"
+    result = _vlmr1("run", str(example), "--output", str(tmp_path), "--max-steps", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loss:" in result.stdout and "eval/colour-shapes-val/mcq_acc: step 0:" in result.stdout
+    assert verify_checkpoint(tmp_path / CHECKPOINTS / "checkpoint-2").ok

@@ -33,7 +33,7 @@ __all__ = [
     "qwen_model",
 ]
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 """Bumped whenever the recipe changes, so cached builds of an older recipe are rebuilt."""
 DEFAULT_SEED = 0
 MARKER = "vlmr1-builtin.json"
@@ -174,6 +174,9 @@ def _text_config(tokenizer: Any, **extra: Any) -> dict[str, Any]:
 
 
 def _save(model: Any, processor: Any, dest: Path) -> None:
+    # Batched calls leave their padding settings on the fast tokenizer, which tokenizer.json
+    # would record: a builtin saves the same tokenizer whether or not it was trained first.
+    processor.tokenizer.backend_tokenizer.no_padding()
     model.generation_config.eos_token_id = model.config.text_config.eos_token_id
     model.generation_config.pad_token_id = model.config.text_config.pad_token_id
     model.save_pretrained(dest)

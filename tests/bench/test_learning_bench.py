@@ -1,0 +1,65 @@
+"""bench/learning.py and bench/rl_vs_sft.py: the manifests they run and the numbers they report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlmr1_core.api.grpojob import GRPOJob
+
+from ._bench import load
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+
+
+learning = load("learning")
+rl_vs_sft = load("rl_vs_sft")
+
+
+def test_seed_and_overrides_land_in_a_valid_job() -> None:
+    doc = learning.job_for_seed(learning.DEFAULT_JOB, 7, ["grpo.lossType=dapo", "grpo.temperature=1.0"])
+    job = GRPOJob.model_validate(doc)
+    assert job.spec.training.seed == 7
+    assert (job.spec.grpo.loss_type, job.spec.grpo.temperature) == ("dapo", 1.0)
+    # Data paths are absolute, so the manifest runs from any folder.
+    assert Path(job.spec.datasets[0].jsonl).is_absolute() and Path(job.spec.datasets[0].jsonl).is_file()
+    with pytest.raises(SystemExit, match="PATH=VALUE"):
+        learning.job_for_seed(learning.DEFAULT_JOB, 0, ["grpo.lossType"])
+
+
+def test_tenths_and_the_goal() -> None:
+    assert learning.tenths([float(i) for i in range(20)]) == [0.5 + 2 * i for i in range(10)]
+    assert learning.tenths([1.0, 3.0]) == [1.0, 3.0]
+    result = {"exit_code": 0, "reward_gain": 0.3, "eval_gain_over_start": 0.2, "eval_gain_over_first_checkpoint": 0.16}
+    assert learning.met(result, 0.15) and not learning.met(result, 0.17)
+    assert not learning.met({**result, "eval_gain_over_start": None}, 0.15)
+
+
+def test_rl_vs_sft_arms_share_data_evaluation_and_checkpoints() -> None:
+    grpo = GRPOJob.model_validate(rl_vs_sft.manifest(rl_vs_sft.GRPO_JOB, 480, 3))
+    sft = GRPOJob.model_validate(rl_vs_sft.manifest(rl_vs_sft.SFT_JOB, 1000, 3))
+    assert (grpo.spec.method, sft.spec.method) == ("grpo", "sft")
+    assert grpo.spec.model.uri == sft.spec.model.uri == "builtin://tiny-qwen2.5-vl-colour"
+    assert grpo.spec.datasets == sft.spec.datasets
+    for job, steps in ((grpo, 480), (sft, 1000)):
+        assert job.spec.evaluation is not None
+        assert [d.name for d in job.spec.evaluation.datasets] == list(rl_vs_sft.SETS)
+        assert all(Path(d.jsonl).is_file() for d in job.spec.evaluation.datasets)
+        assert steps // job.spec.training.save_steps == rl_vs_sft.CHECKPOINTS
+        assert job.spec.training.seed == 3
+
+
+def test_training_seconds_sum_the_logged_step_times(tmp_path: Path) -> None:
+    lines = [{"event": "progress", "step": s, "step_time_seconds": 0.25} for s in (1, 2, 3)]
+    lines.append({"event": "checkpoint", "step": 3, "metrics": {}})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert rl_vs_sft.training_seconds(tmp_path) == (3, 0.75)
+
+
+def test_every_colour_example_is_a_job_the_benches_know() -> None:
+    for path in (learning.DEFAULT_JOB, rl_vs_sft.SFT_JOB):
+        assert yaml.safeload(path.read_text())["spec"]["model"]["uri"] == "builtin://tiny-qwen2.5-vl-colour"
