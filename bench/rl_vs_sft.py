@@ -9,7 +9,7 @@ colour-shapes train split:
 * GRPO: ``examples/grpojob-colour-local.yaml`` as shipped (mcq + format rewards);
 * SFT: ``examples/grpojob-colour-sft-local.yaml`` (the answer turns as targets), with as many
   steps as fit in the GRPO arm's training time: a short calibration run measures SFT's
-  seconds per step first.
+  steady seconds per step first (the median after five steps).
 
 Every checkpoint of both (eight per arm) and the starting model are evaluated in-domain on the
 val split and out of distribution on the ood split: 84x84 images (nine image tokens instead of
@@ -73,14 +73,26 @@ def run(doc: dict[str, Any], out: Path, name: str) -> Path:
     return run_dir
 
 
-def training_seconds(run_dir: Path) -> tuple[int, float]:
-    """(steps, summed step times) from the run's progress lines."""
-    steps, total = 0, 0.0
+def step_times(run_dir: Path) -> list[float]:
+    """Each logged step's time, in step order, from the run's progress lines."""
+    times = []
     for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         event = json.loads(line)
         if event.get("event") == "progress" and isinstance(event.get("step_time_seconds"), int | float):
-            steps, total = max(steps, int(event["step"])), total + float(event["step_time_seconds"])
-    return steps, total
+            times.append(float(event["step_time_seconds"]))
+    return times
+
+
+def training_seconds(run_dir: Path) -> tuple[int, float]:
+    """(steps, summed step times) from the run's progress lines."""
+    times = step_times(run_dir)
+    return len(times), math.fsum(times)
+
+
+def steady_step_seconds(run_dir: Path) -> float:
+    """The median step time after the first five (which pay for warm-up and first allocations)."""
+    times = sorted(step_times(run_dir)[5:])
+    return times[len(times) // 2]
 
 
 def evaluations(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -121,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     grpo_dir = run(manifest(GRPO_JOB, grpo_steps, args.seed), args.out, "grpo")
     steps, budget = training_seconds(grpo_dir)
     calibration = run(manifest(SFT_JOB, 40, args.seed), args.out, "sft-calibration")
-    sft_steps_measured, sft_seconds = training_seconds(calibration)
-    sft_steps = max(CHECKPOINTS, math.floor(budget / (sft_seconds / sft_steps_measured)))
+    sft_steps = max(CHECKPOINTS, math.floor(budget / steady_step_seconds(calibration)))
     sft_dir = run(manifest(SFT_JOB, sft_steps, args.seed), args.out, "sft")
     results: dict[str, Any] = {}
     for arm, run_dir in (("grpo", grpo_dir), ("sft", sft_dir)):

@@ -54,12 +54,39 @@ def test_rl_vs_sft_arms_share_data_evaluation_and_checkpoints() -> None:
 
 
 def test_training_seconds_sum_the_logged_step_times(tmp_path: Path) -> None:
-    lines = [{"event": "progress", "step": s, "step_time_seconds": 0.25} for s in (1, 2, 3)]
-    lines.append({"event": "checkpoint", "step": 3, "metrics": {}})
+    times = [2.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.5, 0.75]
+    lines = [{"event": "progress", "step": s, "step_time_seconds": t} for s, t in enumerate(times, start=1)]
+    lines.append({"event": "checkpoint", "step": 9, "metrics": {}})
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert rl_vs_sft.training_seconds(tmp_path) == (3, 0.75)
+    assert rl_vs_sft.training_seconds(tmp_path) == (9, 8.0)
+    # Calibration ignores the first five steps' warm-up: the median of the rest.
+    assert rl_vs_sft.steady_step_seconds(tmp_path) == 0.5
 
 
 def test_every_colour_example_is_a_job_the_benches_know() -> None:
     for path in (learning.DEFAULT_JOB, rl_vs_sft.SFT_JOB):
-        assert yaml.safeload(path.read_text())["spec"]["model"]["uri"] == "builtin://tiny-qwen2.5-vl-colour"
+        assert yaml.safe_load(path.read_text())["spec"]["model"]["uri"] == "builtin://tiny-qwen2.5-vl-colour"
+
+
+def test_rec_budget_data_answers_score_full_marks(tmp_path: Path) -> None:
+    """The REC bench's answers are tight boxes in the model's own coordinates: each scores 1.0
+    on rec_iou and rec_format through the real data loader and the family's columns."""
+    import numpy as np
+    from PIL import Image
+
+    from vlmr1_trainer.data import DataSource, load_samples
+    from vlmr1_trainer.rewards import build
+
+    rec_budget = load("rec_budget")
+    jsonl = rec_budget.write_split(tmp_path, "val", 12, seed=2)
+    samples, report = load_samples([DataSource(jsonl, tmp_path / "images")], "error")
+    assert report.skipped == 0 and len(samples) == 12
+    iou, fmt = build("rec_iou"), build("rec_format")
+    for sample in samples:
+        pixels = np.asarray(Image.open(sample.image_paths[0]).convert("L"))
+        ys, xs = np.nonzero(pixels != pixels[0, 0])  # the background is plain: the rest is the shape
+        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        assert f'"bbox_2d": {box}' in sample.target
+        size = {"image_size": [[56, 56]], "input_size": [[56, 56]]}
+        assert iou([sample.target], solution=[sample.solution], **size) == [pytest.approx(1.0)]
+        assert fmt([sample.target]) == [1.0]

@@ -18,7 +18,7 @@ DIGEST_B = "sha256:" + "b" * 64
 
 def exported() -> str:
     metrics = ProgressMetrics()
-    logs = {"reward": 0.75, "reward_std": 0.1, "kl": 0.02, "rewards/rec_iou/mean": 0.5, "epoch": 0.5}
+    logs = {"reward": 0.75, "reward_std": 0.1, "kl": 0.02, "loss": 0.01, "rewards/rec_iou/mean": 0.5, "epoch": 0.5}
     metrics.update(
         record_from_logs(logs, step=40, max_steps=100, timestamp=1.0, samples_per_second=12.5, eta_seconds=300.0)
     )
@@ -31,7 +31,7 @@ def test_the_operator_reads_what_the_trainer_exports() -> None:
     report = parse_metrics(exported())
     assert report.progress == {
         "step": 40, "maxSteps": 100, "epoch": 0.5, "rewardMean": 0.75, "rewardStd": 0.1, "kl": 0.02,
-        "samplesPerSecond": 12.5, "etaSeconds": 300,
+        "loss": 0.01, "samplesPerSecond": 12.5, "etaSeconds": 300,
     }  # fmt: skip
     assert report.checkpoints == [
         {"uri": "pvc://c/run/checkpoint-20", "step": 20, "digest": DIGEST_A, "metrics": {"reward": 0.8, "loss": 0.1}},
@@ -45,7 +45,7 @@ def test_fold_marks_the_best_checkpoint_and_validates_as_status() -> None:
     assert status["bestCheckpoint"]["step"] == 20
     assert status["progress"]["updatedAt"] == "2026-11-25T12:00:00Z"
     parsed = GRPOJobStatus.model_validate(status)  # the CRD's status schema accepts it
-    assert parsed.progress is not None and parsed.progress.step == 40
+    assert parsed.progress is not None and (parsed.progress.step, parsed.progress.loss) == (40, 0.01)
 
 
 def test_fold_keeps_checkpoints_the_trainer_no_longer_reports() -> None:

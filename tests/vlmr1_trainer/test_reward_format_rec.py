@@ -86,6 +86,10 @@ class TestRecIou:
         ("<answer>[10,20,110,220] or [0,0,5,5]</answer>", GT, {}, 1.0),
         ("<answer>[" + "9" * 5000 + ",0,1,1]</answer>", GT, {}, 0.0),
         ("<answer>[10,20,110,220]</answer>", '<answer> {"x": 1} </answer>', {}, 0.0),
+        # A ground truth written as the JSON answer (an SFT target too): its bbox_2d is the box.
+        ("<answer>[10,20,110,220]</answer>", '<answer> {"bbox_2d": [10, 20, 110, 220]} </answer>', {}, 1.0),
+        ("<answer>[10,20,60,220]</answer>", '<answer> [{"bbox_2d": [10, 20, 110, 220]}] </answer>', {}, 0.5),
+        ("<answer>[10,20,110,220]</answer>", '<answer> {"bbox_2d": "none"} </answer>', {}, 0.0),
         ("<answer>[10,20,110,220]</answer>", "<answer> [10, 20, 110] </answer>", {}, 0.0),
         ("<answer>[10,20,110,220]</answer>", "<answer> [10.5, 20, 110, 220] </answer>", {}, 0.995),
         ("<answer>[0,0,28,28]</answer>", "<answer> [0, 0, 100, 50] </answer>", {"image_size": [100, 50], "input_size": [28, 28]}, 1.0),

@@ -180,3 +180,24 @@ def test_the_sft_example_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loss:" in result.stdout and "eval/colour-shapes-val/mcq_acc: step 0:" in result.stdout
     assert verify_checkpoint(tmp_path / CHECKPOINTS / "checkpoint-2").ok
+
+
+def test_lines_without_a_target_are_skipped_and_counted_when_asked(tmp_path: Path) -> None:
+    from vlmr1_trainer.preflight import check_inputs
+
+    lines = (COLOUR / "train.jsonl").read_text().splitlines()[:4]
+    for index in (1, 3):
+        bad = json.loads(lines[index])
+        bad["conversations"][1]["value"] = " "
+        lines[index] = json.dumps(bad)
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    datasets = [{"jsonl": str(data), "imageRoot": str(COLOUR / "images")}]
+    inputs = check_inputs(sft_config(datasets=datasets, onBadSample="skip"))
+    assert [s.line for s in inputs.dataset.samples] == [1, 3]
+    report = inputs.dataset.report
+    assert (report.loaded, report.skipped) == (2, 2)
+    assert f"{data}:2: the gpt turn is empty" in report.problems[0]
+    # GRPO does not learn the answer turn: an empty one is only an empty ground truth there.
+    grpo = sft_config(datasets=datasets, method="grpo", rewards=[{"name": "mcq"}], checkpoint={"bestMetric": "reward"})
+    assert len(check_inputs(grpo).dataset.samples) == 4

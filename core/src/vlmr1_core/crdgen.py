@@ -83,6 +83,10 @@ CRDS: tuple[CrdSpec, ...] = (
             ),
             PrinterColumn("Step", "integer", ".status.progress.step", "Optimiser steps done"),
             PrinterColumn("Reward", "number", ".status.progress.rewardMean", "Mean reward at the latest step"),
+            PrinterColumn(
+                "Loss", "number", ".status.progress.loss", "Training loss at the latest step (sft)", priority=1
+            ),
+            PrinterColumn("Method", "string", ".spec.method", "grpo or sft", priority=1),
             PrinterColumn("Restarts", "integer", ".status.restarts", "Gang restarts", priority=1),
             PrinterColumn("Model", "string", ".spec.model.uri", "Policy model", priority=1),
             AGE,

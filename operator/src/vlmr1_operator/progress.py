@@ -32,6 +32,7 @@ _PROGRESS = {
     "reward_mean": "rewardMean",
     "reward_std": "rewardStd",
     "kl": "kl",
+    "loss": "loss",
     "samples_per_second": "samplesPerSecond",
     "eta_seconds": "etaSeconds",
 }

@@ -78,9 +78,35 @@ def check_inputs(
         field="spec.datasets",
         fix=SKIP_FIX,
     )
+    if config.method == "sft":
+        require_targets(dataset, config.on_bad_sample)
     check_evaluation_data(config)
     check_model_digest(config)
     return CheckedInputs(rewards=rewards, dataset=dataset)
+
+
+def require_targets(dataset: VLMR1Dataset, on_bad_sample: OnBadSample) -> None:
+    """SFT learns each sample's answer turn: an empty one is a bad sample, found here rather
+    than when its batch comes up mid-training (dropped and counted with onBadSample: skip)."""
+    kept = []
+    for sample in dataset.samples:
+        if sample.target.strip():
+            kept.append(sample)
+            continue
+        error = BadSampleError(
+            sample.source, sample.line, "the gpt turn is empty: supervised fine-tuning has no target to learn"
+        )
+        if on_bad_sample == "error":
+            raise error.at(fix=SKIP_FIX)
+        dataset.report.record(error)
+    if not kept:
+        raise NoSamplesError(
+            f"no sample has an answer turn to learn ({dataset.report.summary()})",
+            field="spec.datasets",
+            fix="give every sample a non-empty gpt turn",
+        )
+    dataset.report.loaded = len(kept)
+    dataset.samples = kept
 
 
 def check_rewards(config: TrainerConfig) -> list[Reward]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmr1_core.config import TrainerConfig
-from vlmr1_trainer.data import BadSampleError, LoadReport, Sample
+from vlmr1_trainer.data import LoadReport, Sample
 
 if TYPE_CHECKING:
     from trl.trainer.sft_config import SFTConfig
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 class TargetRowHook:
-    """The GRPO row hook plus the ``target`` column; an empty answer turn is a bad sample.
+    """The GRPO row hook plus the ``target`` column (preflight has made sure none is empty).
 
     A class, not a closure, so the dataset stays picklable for dataloader workers.
     """
@@ -37,10 +37,6 @@ class TargetRowHook:
         self.family_hook = family_hook
 
     def __call__(self, sample: Sample, images: list[Any], row: dict[str, Any]) -> dict[str, Any]:
-        if not sample.target.strip():
-            raise BadSampleError(
-                sample.source, sample.line, "the gpt turn is empty: supervised fine-tuning has no target to learn"
-            )
         return {**self.family_hook(sample, images, row), "target": sample.target}
 
 

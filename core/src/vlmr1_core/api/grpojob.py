@@ -190,6 +190,9 @@ class TrainingProgress(ApiModel):
     kl: float | None = None
     """Mean KL to the reference model at the latest logged step."""
 
+    loss: float | None = None
+    """Training loss at the latest logged step: what method sft reports instead of a reward."""
+
     samples_per_second: float | None = None
     """Training throughput (completions per second)."""
 

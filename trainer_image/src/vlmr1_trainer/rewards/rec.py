@@ -48,16 +48,31 @@ def _size(value: Any, column: str) -> tuple[float, float]:
 
 
 def ground_truth_box(solution: Any) -> Any:
-    """The JSON value of the solution's last answer block; None-worthy data errors raise."""
+    """The JSON value of the solution's last answer block; None-worthy data errors raise.
+
+    VLM-R1's REC solutions are a bare ``[x1, y1, x2, y2]``. A sample written as a whole answer
+    turn for SFT as well (``<answer>{"bbox_2d": [...]}</answer>``, the JSON the REC prompt asks
+    for) holds the box under ``bbox_2d``, alone or as a one-element list: that box is the value.
+
+    >>> ground_truth_box('<answer> [1, 2, 3, 4] </answer>')
+    [1, 2, 3, 4]
+    >>> ground_truth_box('<answer>{"bbox_2d": [1, 2, 3, 4]}</answer>')
+    [1, 2, 3, 4]
+    """
     if not isinstance(solution, str):
         raise BadGroundTruthError(f"solution must be a string, got {type(solution).__name__}")
     block = last_block(solution)
     if block is None:
         raise BadGroundTruthError("the solution has no <answer>…</answer> block")
     try:
-        return json.loads(block.strip())
+        value = json.loads(block.strip())
     except (ValueError, RecursionError) as exc:
         raise BadGroundTruthError(f"the solution's answer is not valid JSON: {exc}") from exc
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        value = value[0]
+    if isinstance(value, dict) and "bbox_2d" in value:
+        return value["bbox_2d"]
+    return value
 
 
 @register("rec_iou")
