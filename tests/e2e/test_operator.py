@@ -332,6 +332,48 @@ def test_pod_failure_restarts_the_gang_then_backoff_fails(cluster: Any, operator
     wait_for("pods deleted", lambda: job_pods(cluster, "fails") == [])
 
 
+def test_a_user_error_fails_the_job_at_once(cluster: Any, operator: Operator) -> None:
+    """The trainer exits 2 on a user error (here: a pinned model digest that does not match);
+    the API server carries its termination message, and the job fails without a restart."""
+    apply(cluster, job_manifest("refused", runPolicy={"backoffLimit": 3}))
+    run_all(cluster, "refused")
+    line = "vlmr1_trainer (rank 0): spec.model.digest: the starting checkpoint has digest sha256:a..., not sha256:b..."
+    terminated = {"exitCode": 2, "reason": "Error", "message": f"loading\n{line}\n"}
+    status = {
+        "phase": "Failed",
+        "podIP": "127.0.0.1",
+        "containerStatuses": [
+            {
+                "name": "trainer",
+                "image": "vlmr1-trainer",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    cluster.kubectl("patch", "pod", "refused-node-0", "-n", NS, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": status}))  # fmt: skip
+    wait_for("Failed", lambda: job_status(cluster, "refused").get("phase") == "Failed")
+    final = job_status(cluster, "refused")
+    assert final.get("restarts", 0) == 0
+    failed = next(c for c in final["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("UserError", f"pod refused-node-0 stopped on a user error: {line}")
+    wait_for("pods deleted", lambda: job_pods(cluster, "refused") == [])
+
+
+def test_an_sft_job_runs_the_same_gang_and_shows_its_method(cluster: Any, operator: Operator) -> None:
+    sft = job_manifest("sft", method="sft", checkpoint={"bestMetric": "loss", "greaterIsBetter": False})
+    del sft["spec"]["rewards"]
+    apply(cluster, sft)
+    run_all(cluster, "sft")
+    config = get(cluster, "configmap", "sft-config")
+    assert yaml.safe_load(config["data"]["config.yaml"])["method"] == "sft"
+    row = cluster.kubectl("get", "grpojob", "sft", "-n", NS, "-o", "wide", "--no-headers").stdout.split()
+    assert "sft" in row
+
+
 def test_suspend_and_resume(cluster: Any, operator: Operator) -> None:
     apply(cluster, job_manifest("pause"))
     run_all(cluster, "pause")

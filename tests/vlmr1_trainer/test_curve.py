@@ -92,3 +92,22 @@ def test_vlmr1_plot_without_a_run_is_a_user_error(tmp_path: Path) -> None:
     result = _vlmr1("plot", str(tmp_path))
     assert result.returncode == 2
     assert "metrics.jsonl does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_summary_lines_show_gains_and_a_readable_evaluation_trail() -> None:
+    from vlmr1_trainer.worker import learning_lines
+
+    lines = learning_lines(read_curves(_metrics_lines()))
+    assert lines[0] == "format:      1.000 -> 1.000 (+0.000, first vs last quarter of steps)"
+    assert lines[1] == "mcq:         0.150 -> 0.800 (+0.650, first vs last quarter of steps)"
+    assert lines[2] == "eval/val/mcq_acc: step 0: 0.250  step 4: 0.500  step 8: 0.875 (+0.625)"
+    many = Curves(evaluations={"eval/v/rec_acc": [(s, s / 100) for s in range(0, 24, 2)]})
+    (line,) = learning_lines(many)
+    expected = (
+        "eval/v/rec_acc: step 0: 0.000  step 2: 0.020  step 4: 0.040  ...  "
+        "step 18: 0.180  step 20: 0.200  step 22: 0.220 (+0.220)"
+    )
+    assert line == expected
+    # SFT: no rewards, the loss is the curve.
+    sft = Curves(steps=[1, 2, 3, 4], loss=[4.0, 3.0, 2.0, 1.0])
+    assert learning_lines(sft) == ["loss:        4.000 -> 1.000 (-3.000, first vs last quarter of steps)"]

@@ -296,6 +296,8 @@ def learning_lines(curves: Curves) -> list[str]:
         lines.append(f"{name + ':':<12} {first:.3f} -> {last:.3f} ({gain:+.3f}, first vs last quarter of steps)")
     for name, points in curves.evaluations.items():
         if len(points) > 1:
-            trail = "  ".join(f"step {step}: {value:.3f}" for step, value in points)
+            # Many checkpoints: the first and last three, so the line stays readable.
+            shown = points if len(points) <= 10 else [*points[:3], None, *points[-3:]]
+            trail = "  ".join("..." if p is None else f"step {p[0]}: {p[1]:.3f}" for p in shown)
             lines.append(f"{name}: {trail} ({points[-1][1] - points[0][1]:+.3f})")
     return lines
