@@ -201,3 +201,33 @@ def test_lines_without_a_target_are_skipped_and_counted_when_asked(tmp_path: Pat
     # GRPO does not learn the answer turn: an empty one is only an empty ground truth there.
     grpo = sft_config(datasets=datasets, method="grpo", rewards=[{"name": "mcq"}], checkpoint={"bestMetric": "reward"})
     assert len(check_inputs(grpo).dataset.samples) == 4
+
+
+def test_a_lora_sft_checkpoint_starts_a_grpo_job_merged_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv("VLMR1_CACHE_DIR", str(tmp_path / "cache"))  # merged models land here
+
+    from vlmr1_trainer.evaluation.policy import load_files
+    from vlmr1_trainer.vlm import load_vlm
+
+    lora = sft_config(finetuning={"mode": "lora", "lora": {"r": 4, "alpha": 8}}, training={"maxSteps": 2})
+    train(lora, RunOptions(output_dir=tmp_path / "sft"))
+    checkpoint = tmp_path / "sft" / CHECKPOINTS / "checkpoint-2"
+    assert (checkpoint / "adapter_config.json").is_file()
+    digest = verify_checkpoint(checkpoint).digest
+    assert digest is not None
+
+    spec = TrainerConfig.model_validate(_grpo_from(checkpoint, digest)).model
+    loaded = load_vlm(spec)
+    merged_dir = Path(loaded.source.pretrained)
+    # The merge is cached under the checkpoint's digest; TRL's reference model loads from it too.
+    assert merged_dir == tmp_path / "cache" / "merged" / digest.removeprefix("sha256:")
+    assert loaded.model.config._name_or_path == str(merged_dir)
+    expected = load_files(checkpoint, lora.model, device="cpu").model.state_dict()
+    got = loaded.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+    job = _job(tmp_path, _grpo_from(checkpoint, digest), "from-lora")
+    result = _vlmr1("run", str(job), "--output", str(tmp_path / "g"))
+    assert result.returncode == 0, result.stderr[-2000:]

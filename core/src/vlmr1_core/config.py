@@ -125,7 +125,7 @@ class ModelSpec(ApiModel):
     a local path, or `builtin://tiny-qwen2.5-vl` / `builtin://tiny-internvl` (a tiny
     random-weight model built offline, for development) / `builtin://tiny-qwen2.5-vl-colour` (the
     tiny Qwen2.5-VL after a short SFT on the colour-shapes question). A vlmr1 checkpoint folder
-    (full or frozen-vision fine-tune, from SFT or GRPO) is a model too."""
+    (from SFT or GRPO) is a model too; a LoRA one is merged into its base once, cached by digest."""
 
     digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     """Pin the starting checkpoint: `sha256:<hex>` as `vlmr1 checkpoints verify` prints it. The

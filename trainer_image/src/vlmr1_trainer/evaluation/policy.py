@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 from vlmr1_core.checkpoints import MANIFEST, verify_checkpoint
 from vlmr1_core.config import ModelSpec, TrainerConfig, detect_family
 from vlmr1_core.errors import UserError
+from vlmr1_trainer.vlm.adapters import ADAPTER_CONFIG
 
 if TYPE_CHECKING:
     from vlmr1_trainer.vlm import VLMFamily
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 class PolicyError(UserError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmr1_trainer.vlm.base import VLMFamily
@@ -86,14 +87,19 @@ def load_vlm(
 ) -> LoadedVLM:
     """Resolve ``spec.uri`` once and load model and processor through the spec's family.
 
+    A LoRA checkpoint is loaded as its base with the adapter merged (:mod:`.adapters`).
     ``weights`` (a resumed full checkpoint's folder) replaces the weights only: the processor
     and the model's recorded origin stay the spec's model, from which TRL builds the
     reference model, so a restart keeps the KL anchor the job started with.
     """
-    from vlmr1_trainer.storage import resolve_model
+    from vlmr1_trainer.storage import ModelSource, resolve_model
+    from vlmr1_trainer.vlm.adapters import is_adapter_checkpoint, merged_checkpoint
 
     family = get_family(spec.resolved_family)
     source = resolve_model(spec.uri, spec.revision, downloader=downloader)
+    if source.kind not in ("hub", "builtin") and is_adapter_checkpoint(Path(source.pretrained)):
+        merged = merged_checkpoint(Path(source.pretrained))
+        source = ModelSource(uri=source.uri, pretrained=str(merged), kind=source.kind)
     model = family.load_model(
         weights or source, dtype=dtype, attn_implementation=spec.attn_implementation, **model_kwargs
     )
