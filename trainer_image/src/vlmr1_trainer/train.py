@@ -348,6 +348,17 @@ def _move_contents(source: Path, dest: Path) -> None:
         shutil.move(str(item), dest / item.name)
 
 
+def _finish_distributed() -> None:
+    """Every rank is done: leave the process group together. Otherwise each rank tears its
+    connections down at interpreter exit, and a rank that exits while another still works
+    (rank 0 drawing the reward curve) can make the other's teardown fail."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _barrier() -> None:
     import torch.distributed as dist
 
@@ -515,7 +526,7 @@ def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
                 options.on_start_evaluation(config.model.uri, start_metrics)
         _barrier()
     trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
-    _barrier()
+    _finish_distributed()
     return TrainResult(
         steps=int(trainer.state.global_step),
         checkpoints=checkpoints.saved,
