@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _runs import run_job
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_JOB = REPO / "examples" / "grpojob-colour-local.yaml"
@@ -70,18 +69,8 @@ def run_seed(job: Path, seed: int, overrides: list[str], out: Path) -> dict[str,
     from vlmr1_trainer.progress.curve import quarter_gain, read_run
 
     run_dir = out / f"seed-{seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     doc = job_for_seed(job, seed, overrides)
-    manifest = run_dir / "job.yaml"
-    manifest.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    started = time.monotonic()
-    with (run_dir / "run.log").open("w", encoding="utf-8") as log:
-        code = subprocess.call(
-            [sys.executable, "-m", "vlmr1_cli", "run", str(manifest), "--output", str(run_dir), "--no-resume"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    seconds = time.monotonic() - started
+    code, seconds = run_job(doc, run_dir)
     result: dict[str, Any] = {"seed": seed, "exit_code": code, "seconds": round(seconds, 1)}
     if code != 0:
         return result

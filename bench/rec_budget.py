@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from _runs import run_job_or_exit
 
 from vlmr1_trainer.synthetic.colour_shapes import OPTIONS
 from vlmr1_trainer.synthetic.shapes import COLOUR_INDEX, KINDS, encode_png, rasterise, uniform_int
@@ -97,19 +95,7 @@ def common(data: Path, steps: int, batch: int, lr: float) -> dict[str, Any]:
 
 def run(doc: dict[str, Any], out: Path) -> tuple[Path, float]:
     run_dir = out / doc["metadata"]["name"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = run_dir / "job.yaml"
-    manifest.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    started = time.monotonic()
-    with (run_dir / "run.log").open("w", encoding="utf-8") as log:
-        code = subprocess.call(
-            [sys.executable, "-m", "vlmr1_cli", "run", str(manifest), "--output", str(run_dir), "--no-resume"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    if code != 0:
-        raise SystemExit(f"{doc['metadata']['name']}: vlmr1 run failed (exit {code}); see {run_dir / 'run.log'}")
-    return run_dir, time.monotonic() - started
+    return run_dir, run_job_or_exit(doc, run_dir)
 
 
 def report(name: str, run_dir: Path, seconds: float) -> None:

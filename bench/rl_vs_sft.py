@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _runs import run_job_or_exit
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -58,19 +58,8 @@ def manifest(job: Path, steps: int, seed: int) -> dict[str, Any]:
 
 
 def run(doc: dict[str, Any], out: Path, name: str) -> Path:
-    run_dir = out / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "job.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    with (run_dir / "run.log").open("w", encoding="utf-8") as log:
-        code = subprocess.call(
-            [sys.executable, "-m", "vlmr1_cli", "run", str(path), "--output", str(run_dir), "--no-resume"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    if code != 0:
-        raise SystemExit(f"{name}: vlmr1 run failed (exit {code}); see {run_dir / 'run.log'}")
-    return run_dir
+    run_job_or_exit(doc, out / name)
+    return out / name
 
 
 def step_times(run_dir: Path) -> list[float]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from vlmr1_trainer.rewards.choice import MCQReward
 from vlmr1_trainer.synthetic import colour_shapes
 from vlmr1_trainer.synthetic.shapes import COLOURS, GREYS
 
+from ._shipped import assert_regenerates
+
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "examples" / "data" / "generate_colour_shapes.py"
 SHIPPED = REPO / "examples" / "data" / "colour-shapes"
@@ -25,18 +25,8 @@ SHIPPED_ARGS = ["--train-count", "512", "--val-count", "64", "--ood-count", "64"
 SIDES = {"train": 56, "val": 56, "ood": 84}
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_regenerating_reproduces_shipped_files(tmp_path: Path) -> None:
-    out = tmp_path / "colour-shapes"
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(out), *SHIPPED_ARGS], check=True, capture_output=True)
-    regenerated, shipped = _files(out), _files(SHIPPED)
-    assert sorted(regenerated) == sorted(shipped), "the shipped folder has missing or extra files"
-    changed = [name for name in shipped if regenerated[name] != shipped[name]]
-    assert not changed, f"regenerated files differ from the shipped ones: {changed[:5]}"
-    assert " ".join(SHIPPED_ARGS) in shipped["README.md"].decode()
+    assert_regenerates(GENERATOR, SHIPPED, SHIPPED_ARGS, tmp_path / "colour-shapes")
 
 
 def test_another_seed_gives_other_images() -> None:

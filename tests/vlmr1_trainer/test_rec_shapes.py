@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
 from collections import deque
 from pathlib import Path
@@ -25,6 +24,8 @@ from vlmr1_core.api import GRPOJob
 from vlmr1_core.api.manifest import load_manifests
 from vlmr1_trainer import data, rewards
 from vlmr1_trainer.rewards.rec import ground_truth_box
+
+from ._shipped import assert_regenerates, files
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -55,10 +56,6 @@ EXPRESSION_RE = re.compile(
     r"|^the (?P<extreme>leftmost|rightmost) shape$".format(c="|".join(COLOURS))
 )
 QUESTION_PREFIX = "Please provide the bounding box coordinate of the region this sentence describes: "
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _source(split: str) -> data.DataSource:
@@ -138,18 +135,12 @@ def _resolve(expression: str, shapes: list[tuple[str, str, Box]]) -> list[Box]:
     return [s[2] for s in pool]
 
 
-def test_regenerating_reproduces_shipped_files(tmp_path: Path) -> None:
-    out = tmp_path / "rec-shapes"
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(out), *SHIPPED_ARGS], check=True, capture_output=True)
-    regenerated, shipped = _files(out), _files(SHIPPED)
-    assert sorted(regenerated) == sorted(shipped), "the shipped folder has missing or extra files"
-    changed = [name for name in shipped if regenerated[name] != shipped[name]]
-    assert not changed, f"regenerated files differ from the shipped ones: {changed[:5]}"
-    assert " ".join(SHIPPED_ARGS) in shipped["README.md"].decode()
+def test_regenerating_reproduces_shippedfiles(tmp_path: Path) -> None:
+    assert_regenerates(GENERATOR, SHIPPED, SHIPPED_ARGS, tmp_path / "rec-shapes")
 
 
 def test_dataset_is_small_and_counted() -> None:
-    total = sum(len(b) for b in _files(SHIPPED).values())
+    total = sum(len(b) for b in files(SHIPPED).values())
     assert total < 512 * 1024
     for split, count in SPLITS.items():
         assert len(_samples(split)) == count

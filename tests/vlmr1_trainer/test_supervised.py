@@ -49,3 +49,51 @@ def test_labels_decode_to_the_target_and_end_of_turn() -> None:
         assert (labels[: length - len(kept)] == IGNORE_INDEX).all()
         assert (labels[length:] == IGNORE_INDEX).all()
     assert "pixel_values" in batch and "image_grid_thw" in batch
+
+
+class _MergingProcessor:
+    """Characters as tokens, except that "ab" is one token (99): a merge across any boundary."""
+
+    eos_token = "$"
+
+    def __init__(self) -> None:
+        self.tokenizer = self
+        self.prompt_passes = 0
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **_: object) -> str:
+        return messages[0]["content"]
+
+    def _ids(self, text: str) -> list[int]:
+        return [ord(c) for c in text.replace("ab", chr(99))]
+
+    def __call__(self, text: list[str], add_special_tokens: bool = True, **kwargs: object) -> dict[str, object]:
+        import torch
+
+        if "return_tensors" not in kwargs:  # the target alone
+            return {"input_ids": [self._ids(t) for t in text]}
+        if not any(t.endswith("$") for t in text):
+            self.prompt_passes += 1
+        ids = [self._ids(t) for t in text]
+        width = max(map(len, ids))
+        return {
+            "input_ids": torch.tensor([row + [0] * (width - len(row)) for row in ids]),
+            "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids]),
+        }
+
+
+def test_a_target_merged_across_the_boundary_falls_back_to_the_prompt_pass() -> None:
+    """When the tokenizer joins the prompt's last characters with the target's first, the
+    target tokenised alone is not the row's tail; the prompt processed alone says where it starts."""
+    processor = _MergingProcessor()
+    collate = SupervisedCollator(processor)
+    rows = [{"prompt": [{"content": "xya"}], "target": "bz"}, {"prompt": [{"content": "x"}], "target": "yz"}]
+    batch = collate(rows)
+    assert processor.prompt_passes == 1
+    # Row 0 is "x y [ab] z $": the prompt alone ("x y a") is three tokens, so labels start after them.
+    assert batch["labels"].tolist() == [
+        [-100, -100, -100, ord("z"), ord("$")],
+        [-100, ord("y"), ord("z"), ord("$"), -100],
+    ]
+    # Without a merge no prompt pass is needed.
+    collate([rows[1]])
+    assert processor.prompt_passes == 1

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from vlmr1_core.errors import UserError
+from vlmr1_trainer.rewards._text import first_block
 from vlmr1_trainer.rewards.accuracy import METHODS
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ MIN_IMAGE_SIDE = 28
 KNOWN_METHODS = frozenset(METHODS)
 
 OnBadSample = Literal["error", "skip"]
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 #: A hook the trainer adds to every row: ``(sample, decoded images, row) -> extra columns``.
 #: It may raise BadSampleError (a prompt over the length limit, say) like any bad sample.
@@ -179,11 +178,11 @@ def parse_line(source: DataSource, line: int, text: str, *, check_images: bool =
     if answer is None:
         raise BadSampleError(path, line, "no gpt turn after the human turn in 'conversations'")
     value = answer[1] if isinstance(answer[1], str) else str(answer[1])
-    block = _ANSWER_BLOCK.search(value)
+    block = first_block(value)
     # VLM-R1's solution: answer tags removed and the text re-wrapped, one space each side. A turn
     # written as a whole completion (<think>...</think><answer>...</answer>, SFT data) keeps only
     # its answer block, so the same file serves both methods.
-    solution = block.group(1).strip() if block else value.replace("<answer>", "").replace("</answer>", "").strip()
+    solution = block.strip() if block is not None else value.replace("<answer>", "").replace("</answer>", "").strip()
     method = item.get("accu_reward_method", source.reward_method) or "default"
     if method not in KNOWN_METHODS:
         raise BadSampleError(

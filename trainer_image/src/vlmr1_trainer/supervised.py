@@ -32,8 +32,9 @@ class SupervisedCollator:
     """A data collator: TRL rows (``prompt`` messages, ``images``, ``target``) -> a model batch.
 
     Rows are right-padded; ``labels`` are the target tokens (and the end-of-turn token) only.
-    The prompt's length is that of the prompt processed alone (image tokens expanded), so no
-    assumption is made about how the tokenizer splits the prompt/target boundary.
+    The target is tokenised alone (text only, cheap) and must be exactly the row's last tokens;
+    when a tokenizer merges across the prompt/target boundary and it is not, the prompts are
+    processed alone instead (images again) to find where each target starts.
     """
 
     def __init__(self, processor: Any) -> None:
@@ -50,14 +51,17 @@ class SupervisedCollator:
             self.processor.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows
         ]
         eos = self.tokenizer.eos_token or ""
-        texts = [p + r["target"] + eos for p, r in zip(prompts, rows, strict=True)]
+        targets = [r["target"] + eos for r in rows]
         images = [list(r.get("images") or []) for r in rows]
         image_arg = images if any(images) else None
-        batch = self._encode(texts, image_arg)
-        prompt_lengths = self._encode(prompts, image_arg)["attention_mask"].sum(dim=1).tolist()
+        batch = self._encode([p + t for p, t in zip(prompts, targets, strict=True)], image_arg)
+        input_ids = batch["input_ids"].tolist()
         lengths = batch["attention_mask"].sum(dim=1).tolist()
-        labels = masked_labels(
-            batch["input_ids"].tolist(), prompt_lengths=prompt_lengths, lengths=lengths, ignore=IGNORE_INDEX
-        )
+        target_ids = self.tokenizer(targets, add_special_tokens=False)["input_ids"]
+        prompt_lengths = [end - len(ids) for end, ids in zip(lengths, target_ids, strict=True)]
+        rows_ids = zip(input_ids, prompt_lengths, lengths, target_ids, strict=True)
+        if any(row[start:end] != ids for row, start, end, ids in rows_ids):
+            prompt_lengths = self._encode(prompts, image_arg)["attention_mask"].sum(dim=1).tolist()
+        labels = masked_labels(input_ids, prompt_lengths=prompt_lengths, lengths=lengths, ignore=IGNORE_INDEX)
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return dict(batch)

@@ -39,17 +39,16 @@ TRAINING_FILE = "vlmr1-builtin-training.json"
 def _row(sample: Any, question: str) -> dict[str, Any]:
     from PIL import Image
 
-    from vlmr1_trainer.synthetic.colour_shapes import answer
+    from vlmr1_trainer.synthetic.colour_shapes import LETTERS, OPTIONS, answer
     from vlmr1_trainer.synthetic.shapes import encode_png
     from vlmr1_trainer.vlm.prompts import QUESTION_TEMPLATES, build_prompt
 
     image = Image.open(io.BytesIO(encode_png(sample.side, sample.side, sample.pixels))).convert("RGB")
-    target = answer(sample.colour)
     return {
         "prompt": build_prompt(QUESTION_TEMPLATES["mcq"], question, 1),
         "images": [image],
-        "target": target,
-        "solution": "<answer> " + target.split("<answer>")[1].split("</answer>")[0] + " </answer>",
+        "target": answer(sample.colour),
+        "solution": f"<answer> {LETTERS[OPTIONS.index(sample.colour)]} </answer>",
     }
 
 
