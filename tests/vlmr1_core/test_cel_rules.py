@@ -36,6 +36,8 @@ from vlmr1_core.config import (
     GrpoSpec,
     LoraSpec,
     ModelSpec,
+    RemoteRewardSpec,
+    RewardCodeSpec,
     RewardSpec,
     RolloutSpec,
     TrainerConfig,
@@ -72,7 +74,8 @@ maybe = st.none
 def test_every_rule_bearing_model_is_covered() -> None:
     covered = {
         ModelSpec, FinetuningSpec, GrpoSpec, TrainingSpec, RolloutSpec, TrainerConfig, TrainingResources,
-        EvaluationSpec, GRPOJobSpec, ServedModel, ReplicaRange, ServingResources, VLMServiceSpec,
+        EvaluationSpec, GRPOJobSpec, ServedModel, ReplicaRange, ServingResources, VLMServiceSpec, RewardSpec,
+        RewardCodeSpec,
     }  # fmt: skip
     with_rules = {cls for cls in _all_models() if cls.__cel_checks__}
     assert with_rules <= covered, f"add a hypothesis test for {with_rules - covered}"
@@ -114,6 +117,22 @@ uris = st.sampled_from(
 @given(uri=uris, family=st.sampled_from([None, "qwen2.5-vl", "internvl"]), lo=pos, hi=pos)
 def test_model_rules(uri: str, family: str | None, lo: int, hi: int) -> None:
     agree(build(ModelSpec, uri=uri, family=family, min_pixels=lo * 1000, max_pixels=hi * 1000))
+
+
+@given(
+    name=st.sampled_from(["judge", "rec_iou", "mypkg.rewards:exact", "m:Cls"]),
+    remote=st.booleans(),
+)
+def test_reward_rules(name: str, remote: bool) -> None:
+    agree(build(RewardSpec, name=name, remote=RemoteRewardSpec(url="http://j:8000/score") if remote else None))
+
+
+@given(
+    config_map=st.none() | st.just("my-rewards"),
+    uri=st.none() | st.sampled_from(["./rewards", "pvc://code/rewards", "s3://b/rewards", "hf://org/x"]),
+)
+def test_reward_code_rules(config_map: str | None, uri: str | None) -> None:
+    agree(build(RewardCodeSpec, config_map=config_map, uri=uri))
 
 
 @given(mode=st.sampled_from(["full", "lora", "freezeVision"]), lora=st.booleans())

@@ -110,3 +110,13 @@ def defaulted(model: type[ApiModel]) -> Any:
     up can rely on it being there.
     """
     return Field(default_factory=model, json_schema_extra={"default": model().to_yaml_dict()})
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the object's namespace (read by the pod, never by the operator)."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Secret name."""
+
+    key: str = Field(min_length=1, max_length=253)
+    """Key within the Secret."""

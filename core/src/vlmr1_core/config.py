@@ -11,15 +11,21 @@ user of VLM-R1 would expect them; each field's docstring says where it differs.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Collection
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from vlmr1_core.apimodel import ApiModel, cel_rule, defaulted
 from vlmr1_core.checkpoints import DIGEST_PATTERN
+from vlmr1_core.reward_config import (  # noqa: F401  (re-exported: the config names them)
+    KNOWN_REWARDS,
+    RemoteRewardSpec,
+    RewardCodeSpec,
+    RewardSpec,
+    ScoringSpec,
+    reward_name_problem,
+)
 from vlmr1_core.uri import Uri
 
 Task = Literal["rec", "ovd", "math", "gui", "mcq", "custom"]
@@ -43,33 +49,6 @@ FAMILY_PATTERNS: dict[ModelFamily, tuple[str, ...]] = {
     "qwen2.5-vl": ("qwen2.5-vl", "qwen2_5_vl", "qwen2.5vl"),
     "internvl": ("internvl",),
 }
-
-#: Reward names the trainer image registers (vlmr1_trainer.rewards; a test keeps them equal).
-#: Listed here because the operator, which has no trainer dependencies, checks spec.rewards.
-KNOWN_REWARDS: frozenset[str] = frozenset(
-    {
-        "accuracy", "all_match", "format", "length_cosine", "math", "mcq", "od_ap", "od_ap50", "od_length",
-        "od_weighted_sum", "rec_acc", "rec_format", "rec_iou", "repetition", "yes_no",
-    }
-)  # fmt: skip
-
-
-def reward_name_problem(name: str, known: Collection[str] = KNOWN_REWARDS) -> str | None:
-    """Why ``name`` names no reward among ``known`` (with the closest known name and all of
-    them), or None when it is one. The one check of a reward name: `vlmr1 validate` runs it
-    with :data:`KNOWN_REWARDS`, the trainer with its registry, before anything loads.
-
-    >>> reward_name_problem("rec_iou") is None
-    True
-    >>> reward_name_problem("rec_iuo", {"rec_iou", "format"})
-    "unknown reward 'rec_iuo'; did you mean 'rec_iou'? (known rewards: format, rec_iou)"
-    """
-    if name in known:
-        return None
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown reward {name!r}{hint} (known rewards: {', '.join(sorted(known))})"
-
 
 #: Rewards used when a GRPOJob names none, as VLM-R1's scripts for each task do.
 DEFAULT_REWARDS: dict[Task, tuple[str, ...]] = {
@@ -186,19 +165,6 @@ class DatasetSpec(ApiModel):
     reward_method: str | None = Field(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     """Accuracy reward method for every sample of this file (VLM-R1's per-file method),
     unless a sample names its own `accu_reward_method`."""
-
-
-class RewardSpec(ApiModel):
-    """One weighted reward function."""
-
-    name: str = Field(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
-    """Registered reward name (`vlmr1 rewards list`), e.g. rec_iou, format, od_ap, math."""
-
-    weight: float = 1.0
-    """Weight of this reward in the sum the advantages are computed from."""
-
-    params: dict[str, Any] = Field(default_factory=dict)
-    """Reward-specific parameters (see `vlmr1 rewards list`)."""
 
 
 class LoraSpec(ApiModel):
@@ -499,6 +465,13 @@ class TrainerConfig(ApiModel):
     rewards: list[RewardSpec] = Field(default_factory=list, max_length=32)
     """Weighted rewards. Empty: the task's defaults (rec: rec_iou + rec_format; ovd: od_length +
     format; math: math + format; gui: all_match + format; mcq: mcq + format)."""
+
+    reward_code: RewardCodeSpec | None = None
+    """Reward source shipped with the job (a ConfigMap or a folder), put on the trainer's import
+    path for MODULE:ATTRIBUTE rewards the image does not contain. Unset: the image's own code."""
+
+    scoring: ScoringSpec = defaulted(ScoringSpec)
+    """Time budgets and worker processes for reward scoring."""
 
     finetuning: FinetuningSpec = defaulted(FinetuningSpec)
     """Full fine-tuning, LoRA, or a frozen vision tower."""

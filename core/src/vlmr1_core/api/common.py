@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
 
-from vlmr1_core.apimodel import ApiModel
+from vlmr1_core.apimodel import ApiModel, SecretKeyRef
 
 API_GROUP = "vlmr1.io"
 API_VERSION = "v1alpha1"
@@ -100,16 +100,6 @@ class Toleration(ApiModel):
 
     toleration_seconds: int | None = Field(default=None, ge=0)
     """How long a NoExecute taint is tolerated before eviction; unset is forever."""
-
-
-class SecretKeyRef(ApiModel):
-    """A key of a Secret in the object's namespace (read by the pod, never by the operator)."""
-
-    name: str = Field(min_length=1, max_length=253)
-    """Secret name."""
-
-    key: str = Field(min_length=1, max_length=253)
-    """Key within the Secret."""
 
 
 class SecretRef(ApiModel):
