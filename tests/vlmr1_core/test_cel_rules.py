@@ -36,7 +36,6 @@ from vlmr1_core.config import (
     GrpoSpec,
     LoraSpec,
     ModelSpec,
-    RemoteRewardSpec,
     RewardCodeSpec,
     RewardSpec,
     RolloutSpec,
@@ -44,6 +43,7 @@ from vlmr1_core.config import (
     TrainingSpec,
     VllmSpec,
 )
+from vlmr1_core.reward_config import RemoteRewardSpec
 
 _env = celpy.Environment()
 # Kubernetes' CEL string extension; cel-python lacks it.

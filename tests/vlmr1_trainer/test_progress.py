@@ -8,6 +8,7 @@ import io
 import json
 import math
 import pickle
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,8 @@ TRL_LOGS: dict[str, Any] = {
     "completions/max_terminated_length": 60.0,
     "rewards/rec_iou/mean": 0.42,
     "rewards/rec_iou/std": 0.31,
+    "rewards/rec_iou/timeouts": 0.5,  # scoring.py logs these through TRL's log_metric
+    "rewards/rec_iou/errors": 0.0,
     "rewards/format/mean": 0.875,
     "rewards/format/std": 0.33,
     "rewards/org/judge-model/mean": None,
@@ -120,7 +123,7 @@ def test_record_from_real_trl_keys() -> None:
         rewards={
             "format": RewardStats(0.875, 0.33),
             "org/judge-model": RewardStats(None, None),
-            "rec_iou": RewardStats(0.42, 0.31),
+            "rec_iou": RewardStats(0.42, 0.31, timeouts=0.5, errors=0.0),
         },
         kl=0.0031,
         completion_length=37.25,
@@ -133,7 +136,9 @@ def test_record_from_real_trl_keys() -> None:
         step_time_seconds=3.0,
         eta_seconds=240.0,
     )
-    assert record.to_dict()["rewards"]["rec_iou"] == {"mean": 0.42, "std": 0.31}
+    assert record.to_dict()["rewards"]["rec_iou"] == {
+        "mean": 0.42, "std": 0.31, "timeouts": 0.5, "errors": 0.0, "failures": None
+    }  # fmt: skip
 
 
 def test_missing_and_non_finite_keys_are_none() -> None:
@@ -206,8 +211,14 @@ def test_callback_writes_progress_lines_with_timing_and_eta(tmp_path: Path, args
     assert first["samples_per_second"] == pytest.approx(80 / 30)
     assert first["eta_seconds"] == pytest.approx(80 * 3.0)
     assert first["timestamp"] == 1.7e9 and first["max_steps"] == 100
-    assert first["rewards"]["rec_iou"] == {"mean": 0.42, "std": 0.31}
-    assert first["rewards"]["org/judge-model"] == {"mean": None, "std": None}
+    assert first["rewards"]["rec_iou"] == {"mean": 0.42, "std": 0.31, "timeouts": 0.5, "errors": 0.0, "failures": None}
+    assert first["rewards"]["org/judge-model"] == {
+        "mean": None,
+        "std": None,
+        "timeouts": None,
+        "errors": None,
+        "failures": None,
+    }
     assert (first["kl"], first["completion_length"], first["clip_ratio"]) == (0.0031, 37.25, 0.01)
     assert second["step_time_seconds"] == pytest.approx(2.0) and second["eta_seconds"] == pytest.approx(140.0)
     assert [json.loads(x) for x in echo.getvalue().splitlines()] == lines
@@ -416,11 +427,30 @@ def test_dumper_scores_like_the_reward_and_pickles(tmp_path: Path) -> None:
             "completion": f"<answer>[0,0,{10 * (i + 1)},50]</answer>",
             "solution": GT,
             "score": expected[i],
+            "outcome": None,  # a bare reward reports none; a ScoredReward does (below)
             "timestamp": 1.7e9,
         }
         for i in range(2)  # capped at 2 per step
     ]
     assert expected == pytest.approx([0.1, 0.2, 0.3])  # IoU with the ground truth: real scores were dumped
+
+
+class _Slow(rewards.Reward):
+    columns = ()
+
+    def score(self, completion: str, sample: object) -> float:  # type: ignore[override]
+        deadline = time.monotonic() + (10.0 if completion == "hang" else 0.0)
+        while time.monotonic() < deadline:
+            pass
+        return 1.0
+
+
+def test_dumps_say_which_completions_ran_over_their_budget(tmp_path: Path) -> None:
+    from vlmr1_trainer.rewards.scoring import ScoredReward
+
+    dumper = CompletionDumper(ScoredReward(_Slow(), budget=0.2), tmp_path)
+    assert dumper(["ok", "hang", "ok"], trainer_state=_state(step=1)) == [1.0, 0.0, 1.0]
+    assert [row["outcome"] for row in _lines(tmp_path / COMPLETIONS_FILE)] == ["ok", "timeout", "ok"]
 
 
 def test_dumper_cap_is_per_step(tmp_path: Path) -> None:

@@ -18,14 +18,7 @@ from pydantic import Field, model_validator
 
 from vlmr1_core.apimodel import ApiModel, cel_rule, defaulted
 from vlmr1_core.checkpoints import DIGEST_PATTERN
-from vlmr1_core.reward_config import (  # noqa: F401  (re-exported: the config names them)
-    KNOWN_REWARDS,
-    RemoteRewardSpec,
-    RewardCodeSpec,
-    RewardSpec,
-    ScoringSpec,
-    reward_name_problem,
-)
+from vlmr1_core.reward_config import RewardCodeSpec, RewardSpec, ScoringSpec
 from vlmr1_core.uri import Uri
 
 Task = Literal["rec", "ovd", "math", "gui", "mcq", "custom"]

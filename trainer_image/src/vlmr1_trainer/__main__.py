@@ -4,4 +4,6 @@ import sys
 
 from vlmr1_trainer.worker import main
 
-sys.exit(main())
+# Guarded: the reward scoring pool's processes import the main module again, under another name.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -122,6 +122,9 @@ class Sample:
     image_size: tuple[int, int] | None = None
     target: str = ""
     """The whole gpt turn as written: what supervised fine-tuning trains the model to answer."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """The line's other top-level fields (an ``id``, a task's own ground truth): passed to the
+    rewards as dataset columns, as TRL passes a dataset's columns."""
 
 
 @dataclass
@@ -160,6 +163,10 @@ def _header_size(path: Path) -> tuple[int, int]:
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ValueError(f"image {path} cannot be read: {exc}") from exc
     return width, height
+
+
+#: Fields of a data line that become the sample's own attributes rather than extra columns.
+_PARSED_FIELDS = frozenset({"image", "conversations", "accu_reward_method"})
 
 
 def parse_line(source: DataSource, line: int, text: str, *, check_images: bool = True) -> Sample:
@@ -218,6 +225,7 @@ def parse_line(source: DataSource, line: int, text: str, *, check_images: bool =
         accu_reward_method=method,
         image_size=size,
         target=value,
+        extra={k: v for k, v in item.items() if k not in _PARSED_FIELDS},
     )
 
 
@@ -263,6 +271,10 @@ def open_image(path: Path) -> Any:
     return image
 
 
+#: Columns every row has (the family's row hook may add more, such as input_size).
+_ROW_COLUMNS = frozenset({"prompt", "images", "problem", "solution", "accu_reward_method", "image_size", "input_size"})
+
+
 class VLMR1Dataset(Sequence[dict[str, Any]]):
     """Map-style dataset of TRL rows; ``dataset[i]`` decodes sample i's images.
 
@@ -286,6 +298,10 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
         self.on_bad_sample = on_bad_sample
         self.report = report if report is not None else LoadReport(loaded=len(self.samples))
         self.row_hook = row_hook
+        # Every row has every column (TRL reads the keys of a batch's first row), None where a
+        # line lacks one; a field named like a built-in column is the built-in's.
+        names = {k for sample in self.samples for k in sample.extra}
+        self.extra_columns = sorted(names - _ROW_COLUMNS)
 
     @classmethod
     def from_sources(
@@ -344,6 +360,8 @@ class VLMR1Dataset(Sequence[dict[str, Any]]):
             "accu_reward_method": sample.accu_reward_method,
             "image_size": list(sample.image_size) if sample.image_size else None,
         }
+        for name in self.extra_columns:
+            row[name] = sample.extra.get(name)
         if self.row_hook is not None:
             row.update(self.row_hook(sample, images, row))
         return row

@@ -1,10 +1,12 @@
 """What a training run checks before it loads any weights, cheapest first.
 
 The spec itself was validated when it was read (the GRPOJob or TrainerConfig models). Then,
-here: the reward names and parameters (microseconds), then every data file, training and
-evaluation sets alike — each sample parsed, each image's header read (seconds). Only then does
-the trainer load the model, which takes minutes for a large one from a hub: a misspelt reward or
-a bad dataset line must not wait for that, nor, for an evaluation set, for the first checkpoint.
+here: the reward names and parameters (microseconds; references imported), then every data
+file, training and evaluation sets alike — each sample parsed, each image's header read
+(seconds) — and the probe batch that references and remote rewards must score. Only then does
+the trainer load the model, which takes minutes for a large one from a hub: a misspelt reward, a
+reward that breaks its contract or a bad dataset line must not wait for that, nor, for an
+evaluation set, for the first checkpoint.
 
 Every problem is a :class:`~vlmr1_core.errors.UserError` naming the spec field
 (``spec.datasets[0].jsonl``) or the data file and line, with the fix; ``vlmr1 run`` adds the
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vlmr1_core.config import TrainerConfig, reward_name_problem
+from vlmr1_core.config import TrainerConfig
 from vlmr1_core.errors import UserError
 from vlmr1_core.uri import resolve_local_path
 from vlmr1_trainer.data import (
@@ -33,7 +35,7 @@ from vlmr1_trainer.data import (
 )
 
 if TYPE_CHECKING:
-    from vlmr1_trainer.rewards import Reward
+    from vlmr1_trainer.rewards.setup import JobReward
 
 __all__ = [
     "CheckedInputs",
@@ -55,8 +57,9 @@ EVAL_FIX = "correct or remove the line"
 class CheckedInputs:
     """What the checks produced, for the trainer to use rather than build again."""
 
-    rewards: list[Reward]
-    """The configured rewards, built with their parameters, in spec order."""
+    rewards: list[JobReward]
+    """The configured rewards, built with their parameters, in spec order (not yet bounded:
+    :func:`vlmr1_trainer.rewards.setup.scored_rewards` does that for training)."""
     dataset: VLMR1Dataset
     """Every training sample, parsed; the family's row hook is added once its processor loads."""
 
@@ -80,6 +83,10 @@ def check_inputs(
     )
     if config.method == "sft":
         require_targets(dataset, config.on_bad_sample)
+    else:
+        from vlmr1_trainer.rewards.setup import probe_rewards
+
+        probe_rewards(rewards, config.rewards, dataset.samples, config.scoring.timeout_seconds)
     check_evaluation_data(config)
     check_model_digest(config)
     return CheckedInputs(rewards=rewards, dataset=dataset)
@@ -109,22 +116,12 @@ def require_targets(dataset: VLMR1Dataset, on_bad_sample: OnBadSample) -> None:
     dataset.samples = kept
 
 
-def check_rewards(config: TrainerConfig) -> list[Reward]:
-    """Every reward name known to this trainer's registry, then every reward built with its params."""
-    from vlmr1_trainer.rewards import available, build
+def check_rewards(config: TrainerConfig) -> list[JobReward]:
+    """The job's reward code on the import path, every built-in name known to this trainer's
+    registry, then every reward built (references imported, remote rewards given their token)."""
+    from vlmr1_trainer.rewards.setup import build_rewards
 
-    known = available()
-    for i, spec in enumerate(config.rewards):
-        problem = reward_name_problem(spec.name, known)
-        if problem is not None:
-            raise UserError(problem, field=f"spec.rewards[{i}].name")
-    rewards = []
-    for i, spec in enumerate(config.rewards):
-        try:
-            rewards.append(build(spec.name, **spec.params))
-        except ValueError as exc:  # an unknown parameter, or a value the reward refuses
-            raise UserError(str(exc), field=f"spec.rewards[{i}].params") from exc
-    return rewards
+    return build_rewards(config)
 
 
 def check_model_digest(config: TrainerConfig) -> None:

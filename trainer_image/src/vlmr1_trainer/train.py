@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from vlmr1_trainer.preflight import CheckedInputs
     from vlmr1_trainer.progress.curve import Curves
-    from vlmr1_trainer.rewards import Reward
+    from vlmr1_trainer.rewards.setup import JobReward
     from vlmr1_trainer.vlm import LoadedVLM, VLMFamily
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class TrainResult:
     """reward_curve.png, when it was drawn."""
 
 
-def reward_functions(config: TrainerConfig) -> tuple[list[Reward], list[float]]:
+def reward_functions(config: TrainerConfig) -> tuple[list[JobReward], list[float]]:
     """The configured rewards as TRL callables, with their weights (a UserError naming the
     spec field for an unknown name or parameter)."""
     from vlmr1_trainer.preflight import check_rewards
@@ -422,7 +422,9 @@ def build_grpo_trainer(
     loaded, inputs, peft_config = load_policy_model(config, options, resume_from)
     dataset = inputs.dataset
     dataset.row_hook = FamilyRowHook(loaded.family, loaded.processor, config.grpo.max_prompt_length)
-    rewards: list[Any] = list(inputs.rewards)
+    from vlmr1_trainer.rewards.setup import scored_rewards
+
+    rewards, pool = scored_rewards(inputs.rewards, config, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if options.debug:
         from vlmr1_trainer.progress import wrap_rewards
 
@@ -437,6 +439,7 @@ def build_grpo_trainer(
         peft_config=peft_config,
         callbacks=[checkpoints.as_callback(), *options.callbacks],
     )
+    trainer.reward_pool = pool  # type: ignore[attr-defined]  # closed by train() when the run ends
     return trainer, checkpoints, dataset.report
 
 
@@ -525,7 +528,12 @@ def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
             if options.on_start_evaluation is not None:
                 options.on_start_evaluation(config.model.uri, start_metrics)
         _barrier()
-    trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
+    finally:
+        pool = getattr(trainer, "reward_pool", None)
+        if pool is not None:
+            pool.close()
     _finish_distributed()
     return TrainResult(
         steps=int(trainer.state.global_step),

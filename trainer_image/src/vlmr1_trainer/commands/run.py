@@ -48,6 +48,8 @@ def local_config(job: GRPOJob, path: Path, nnodes: int, nproc: int, accelerator:
         dataset["jsonl"] = _rebase(dataset["jsonl"], base)
         if "imageRoot" in dataset:
             dataset["imageRoot"] = _rebase(dataset["imageRoot"], base)
+    if "uri" in data.get("rewardCode", {}):
+        data["rewardCode"]["uri"] = _rebase(data["rewardCode"]["uri"], base)
     # The local world replaces the pods': re-check the rules that depend on it.
     data["resources"] = {"accelerator": accelerator, "nodes": nnodes, "processesPerNode": nproc}
     try:

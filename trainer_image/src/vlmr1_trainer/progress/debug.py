@@ -81,7 +81,9 @@ class CompletionDumper:
     Each call appends, for at most ``max_per_step`` completions per training step (the
     ``trainer_state.global_step`` TRL passes: optimizer steps completed when the batch was
     scored; calls without it share one budget), a line ``{"event": "completion", "step",
-    "reward", "prompt", "completion", "solution", "score", "timestamp"}``. Other ranks
+    "reward", "prompt", "completion", "solution", "score", "outcome", "timestamp"}`` — outcome
+    is ok, timeout (over the time budget), error (the reward raised) or bad_ground_truth, when
+    the wrapped reward reports it (vlmr1_trainer.rewards.scoring), else None. Other ranks
     (``enabled=False``) only score. Dumping never changes the scores and never raises.
     """
 
@@ -126,6 +128,7 @@ class CompletionDumper:
         if room <= 0:
             return
         now = self.clock()
+        outcomes = getattr(self.reward, "last_outcomes", None) or []
         rows: list[Mapping[str, Any]] = []
         for i in range(room):
             prompt = _column(kwargs, "prompts", i)
@@ -138,6 +141,7 @@ class CompletionDumper:
                     "completion": completion_text(completions[i]),
                     "solution": _column(kwargs, "solution", i),
                     "score": scores[i],
+                    "outcome": outcomes[i] if i < len(outcomes) else None,
                     "timestamp": now,
                 }
             )

@@ -40,6 +40,16 @@ _GAUGES: dict[str, tuple[str, str]] = {
 }
 
 
+# RewardStats field -> help of the per-reward gauge vlmr1_trainer_reward_function_<field>{reward}.
+_REWARD_GAUGES: dict[str, str] = {
+    "mean": "Mean of one reward function over the logging window.",
+    "std": "Standard deviation of one reward function over the logging window.",
+    "timeouts": "Completions over the reward's time budget per scored batch (mean over the logging window).",
+    "errors": "Completions the reward raised on per scored batch (mean over the logging window).",
+    "failures": "Completions a remote reward's failed requests scored 0.0, per scored batch (onFailure: zero).",
+}
+
+
 def _value(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
@@ -54,18 +64,12 @@ class ProgressMetrics:
         }
         # Per reward function: its own metric names, since a family cannot mix labelled and
         # unlabelled samples with vlmr1_trainer_reward_mean.
-        self.reward_function_mean = Gauge(
-            f"{PREFIX}_reward_function_mean",
-            "Mean of one reward function over the logging window.",
-            ["reward"],
-            registry=self.registry,
-        )
-        self.reward_function_std = Gauge(
-            f"{PREFIX}_reward_function_std",
-            "Standard deviation of one reward function over the logging window.",
-            ["reward"],
-            registry=self.registry,
-        )
+        self.reward_function = {
+            stat: Gauge(f"{PREFIX}_reward_function_{stat}", doc, ["reward"], registry=self.registry)
+            for stat, doc in _REWARD_GAUGES.items()
+        }
+        self.reward_function_mean = self.reward_function["mean"]
+        self.reward_function_std = self.reward_function["std"]
         self.checkpoints = Counter(
             f"{PREFIX}_checkpoints", "Complete checkpoints saved and reported.", registry=self.registry
         )
@@ -92,8 +96,10 @@ class ProgressMetrics:
         for name, gauge in self._gauges.items():
             gauge.set(_value(getattr(record, name)))
         for reward, stats in record.rewards.items():
-            self.reward_function_mean.labels(reward=reward).set(_value(stats.mean))
-            self.reward_function_std.labels(reward=reward).set(_value(stats.std))
+            for stat, gauge in self.reward_function.items():
+                value = getattr(stats, stat)
+                if value is not None or stat in ("mean", "std"):  # counts appear once logged
+                    gauge.labels(reward=reward).set(_value(value))
 
     def checkpoint_saved(
         self, step: int, uri: str = "", digest: str = "", metrics: dict[str, float] | None = None

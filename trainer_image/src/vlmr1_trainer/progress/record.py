@@ -37,14 +37,20 @@ _SCALAR_KEYS: dict[str, tuple[str, ...]] = {
     "entropy": ("entropy",),
 }
 _REWARD_PREFIX = "rewards/"
+_REWARD_STATS = ("mean", "std", "timeouts", "errors", "failures")
 
 
 @dataclass(frozen=True)
 class RewardStats:
-    """Mean and standard deviation of one reward function over the logging window."""
+    """One reward function over the logging window: its mean and standard deviation, and the
+    mean count per scored batch of completions over its time budget, of completions it raised
+    on, and (remote rewards) of completions whose request failed (vlmr1_trainer.rewards.scoring)."""
 
     mean: float | None = None
     std: float | None = None
+    timeouts: float | None = None
+    errors: float | None = None
+    failures: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def _rewards(logs: Mapping[str, Any]) -> dict[str, RewardStats]:
             continue
         # The name may itself contain "/" (TRL uses a reward model's id), so split from the right.
         name, _, stat = key[len(_REWARD_PREFIX) :].rpartition("/")
-        if name and stat in ("mean", "std"):
+        if name and stat in _REWARD_STATS:
             names.setdefault(name, {})[stat] = _number(value)
     return {name: RewardStats(**stats) for name, stats in sorted(names.items())}
 
@@ -173,7 +179,7 @@ def record_from_logs(
 ) -> ProgressRecord:
     """Map one TRL ``GRPOTrainer`` log dict to a ProgressRecord.
 
-    Read keys: ``reward``, ``reward_std``, ``rewards/<name>/mean``, ``rewards/<name>/std``,
+    Read keys: ``reward``, ``reward_std``, ``rewards/<name>/mean|std|timeouts|errors|failures``,
     ``kl``, ``completions/mean_length``, ``clip_ratio/region_mean`` (else
     ``cispo_clip_ratio``), ``learning_rate``, ``loss``, ``grad_norm``, ``entropy`` and
     ``epoch`` (the Trainer adds it; ``epoch`` here is the fallback). Missing keys, None,

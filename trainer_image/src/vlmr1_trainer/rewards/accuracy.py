@@ -100,6 +100,10 @@ def math_accuracy(completion: str, solution: str) -> float:
 class MathReward(Reward):
     """VLM-R1's ``math`` method: exact cleaned text, math-verify, or normalised ``\\boxed{}`` content."""
 
+    # math-verify (sympy) takes up to its own 5 s timeout on 10**10**10, and installs its own
+    # alarm handler, so only a process it runs in can be stopped at the budget.
+    cpu_bound = True
+
     def score(self, completion: str, sample: Mapping[str, Any]) -> float:
         return math_accuracy(completion, _solution(sample))
 
@@ -137,6 +141,7 @@ class AccuracyReward(Reward):
 
     columns = ("solution", "accu_reward_method")
     value_range = (-1.0, 1.0)
+    cpu_bound = True  # its methods include math (math-verify) and od_ap (COCO AP)
 
     def __init__(self, method: str = "default") -> None:
         super().__init__()

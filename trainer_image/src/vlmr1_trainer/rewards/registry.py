@@ -21,8 +21,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from vlmr1_core.config import reward_name_problem
 from vlmr1_core.errors import UserError
+from vlmr1_core.reward_config import is_reference, reward_name_problem
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ class Reward:
     columns: ClassVar[tuple[str, ...]] = ("solution",)
     #: Closed interval the score lies in; None scores mean a data error.
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: Scored in the worker-process pool (math-verify, COCO AP, json-repair): CPU-heavy enough
+    #: that a batch gains from several cores, and only a process can be stopped mid-computation.
+    cpu_bound: ClassVar[bool] = False
+    #: The score of a completion that ran over its time budget: 0.0, or None for a reward whose
+    #: None means "cannot judge" (TRL then leaves the completion out of this reward's mean).
+    timeout_score: ClassVar[float | None] = 0.0
 
     def __init__(self) -> None:
         # TRL names reward columns in its logs after ``__name__``.
@@ -63,34 +69,70 @@ class Reward:
         return f"{type(self).__name__}({args})"
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        texts, samples = self.samples(completions, kwargs)
+        scores = []
+        for i, (text, sample) in enumerate(zip(texts, samples, strict=True)):
+            value, problem = self.score_checked(text, sample)
+            if problem is not None:
+                logger.warning("reward %s, sample %d of the batch: %s", self.name, i, problem)
+            scores.append(value)
+        return scores
+
+    def samples(self, completions: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+        """A TRL batch as (completion texts, one ``{column: value}`` per completion with the
+        columns this reward reads); a column that is not a list of one value per completion is
+        a ValueError naming it."""
         texts = [completion_text(c) for c in completions]
         n = len(texts)
         picked = {k: v for k, v in kwargs.items() if k in self.columns and k not in TRL_CONTROL_KWARGS}
         for key, values in picked.items():
             if not isinstance(values, Sequence) or isinstance(values, str) or len(values) != n:
                 raise ValueError(f"reward {self.name}: column {key!r} must be a list of {n} values")
-        scores = []
-        for i in range(n):
-            value, problem = self.score_checked(texts[i], {k: v[i] for k, v in picked.items()})
-            if problem is not None:
-                logger.warning("reward %s, sample %d of the batch: %s", self.name, i, problem)
-            scores.append(value)
-        return scores
+        return texts, [{k: v[i] for k, v in picked.items()} for i in range(n)]
 
     def score_checked(self, completion: str, sample: Mapping[str, Any]) -> tuple[float | None, str | None]:
         """``score`` that never raises: (value, why it is None or a fallback 0.0, if so)."""
+        value, problem, error = self.score_caught(completion, sample)
+        if error is not None:
+            log_error_once(self.name, error)
+        return value, problem
+
+    def score_caught(
+        self, completion: str, sample: Mapping[str, Any]
+    ) -> tuple[float | None, str | None, Exception | None]:
+        """``score_checked`` without the logging: also the exception, for a caller (a pool worker)
+        that reports it elsewhere."""
         try:
             value = self.score(completion, sample)
         except BadGroundTruthError as exc:
-            return None, f"malformed ground truth, scored None: {exc}"
-        except Exception as exc:  # a scoring bug must not end a training run; it is reported loudly
-            logger.exception("reward %s raised on a completion", self.name)
-            return 0.0, f"internal error, scored 0.0: {exc!r}"
+            return None, f"malformed ground truth, scored None: {exc}", None
+        except Exception as exc:  # a scoring bug must not end a training run; it is counted and logged once
+            return 0.0, f"{ERROR_PREFIX}{type(exc).__name__}: {exc}", exc
         if value is not None and not math.isfinite(value):
             # Only absurd coordinates (1e308, NaN in the JSON) get here; VLM-R1 would
             # return them as is and poison the group's advantage.
-            return 0.0, f"non-finite score {value} replaced by 0.0"
-        return value, None
+            return 0.0, f"non-finite score {value} replaced by 0.0", None
+        return value, None, None
+
+
+#: How a problem starts when the reward raised (callers count those as errors).
+ERROR_PREFIX = "the reward raised, scored 0.0: "
+_LOGGED_ERRORS: set[tuple[str, str]] = set()
+
+
+def log_error_once(reward: str, exc: BaseException | str, kind: str | None = None) -> None:
+    """Log a reward's exception (or its formatted traceback, from a pool worker) the first time
+    this kind of error (the exception's type) occurs for this reward in this process; later ones
+    are only counted, in rewards/<name>/errors."""
+    kind = kind or type(exc).__qualname__
+    if (reward, kind) in _LOGGED_ERRORS:
+        return
+    _LOGGED_ERRORS.add((reward, kind))
+    note = f"scored 0.0; further {kind} errors of this reward are counted in rewards/{reward}/errors, not logged"
+    if isinstance(exc, str):
+        logger.error("reward %s raised %s (%s)\n%s", reward, kind, note, exc)
+    else:
+        logger.error("reward %s raised %s (%s)", reward, kind, note, exc_info=exc)
 
 
 def completion_text(completion: Any) -> str:
@@ -158,7 +200,13 @@ def reward_class(name: str) -> type[Reward]:
 
 
 def build(name: str, **params: Any) -> Reward:
-    """An instance of the reward ``name`` with ``params``; unknown names or parameters are errors."""
+    """An instance of the reward ``name`` with ``params``: a registered name, or a
+    ``MODULE:ATTRIBUTE`` reference (imported; see :mod:`.reference`). Unknown names or parameters
+    are errors."""
+    if is_reference(name):
+        from vlmr1_trainer.rewards.reference import build_reference
+
+        return build_reference(name, params)
     cls = reward_class(name)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(params) - set(accepted))
