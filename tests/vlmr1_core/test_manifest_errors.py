@@ -135,6 +135,29 @@ def test_reward_names_are_checked_against_what_the_caller_knows(tmp_path: Path) 
     assert load_manifest(path, known_rewards=None).kind == "GRPOJob"
 
 
+@pytest.mark.parametrize(
+    ("reward", "unknown"),
+    [
+        ("name: format", None),
+        ("name: my_reward", "spec.rewards[0].name"),
+        # A reference is checked by importing it (the trainer; `vlmr1 validate` when it can), not by name.
+        ("name: my_rewards:exact", None),
+        ("name: my_pkg.scoring:Judge.score", None),
+        # A remote reward's name is a label, whatever it says.
+        ("{name: judge, remote: {url: 'http://judge:8000/score'}}", None),
+        ("{name: format, remote: {url: 'http://judge:8000/score'}}", None),
+    ],
+)
+def test_only_built_in_reward_names_are_checked_by_name(tmp_path: Path, reward: str, unknown: str | None) -> None:
+    path = write(tmp_path, JOB + f"  rewards:\n    - {reward}\n")
+    if unknown is None:
+        assert load_manifest(path).kind == "GRPOJob"
+        return
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert [p.field for p in info.value.problems] == [unknown]
+
+
 def test_an_unknown_reward_and_a_bad_field_are_both_reported_by_validate(tmp_path: Path) -> None:
     # Field errors come first (the job cannot be built); the reward check needs a valid job.
     path = write(tmp_path, JOB + "  rewards:\n    - name: nope\n  grpo:\n    numGenerations: 1\n")

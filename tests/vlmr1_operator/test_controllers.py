@@ -12,6 +12,7 @@ import pytest
 
 from vlmr1_core.api.vlmservice import VLMServiceStatus
 from vlmr1_operator.builders.vlmservice import DIGEST_ANNOTATION, LABEL_SERVICE
+from vlmr1_operator.handlers.grpojob import GRPOJobController
 from vlmr1_operator.handlers.vlmservice import VLMServiceController
 from vlmr1_operator.metrics import OperatorMetrics
 from vlmr1_operator.settings import OperatorSettings
@@ -183,3 +184,43 @@ def test_an_unreadable_job_is_named() -> None:
     status = world.reconcile()
     assert status["phase"] == "Pending"
     assert status["conditions"][0]["message"].startswith("GRPOJob ml/rec cannot be read: ")
+
+
+JUDGE = {"url": "http://judge:8000/score", "authSecret": {"name": "judge-token", "key": "token"}}
+
+
+@pytest.mark.parametrize(
+    ("rewards", "extra", "invalid", "not_checked"),
+    [
+        ([{"name": "format"}, {"name": "rec_iou"}], [], "", False),
+        ([{"name": "format"}, {"name": "rec_iuo"}], [], "spec.rewards[1].name: unknown reward 'rec_iuo'", False),
+        ([{"name": "house_style"}], [], "extraRewardNames", False),
+        ([{"name": "house_style"}], ["house_style"], "", False),
+        # The operator image holds no reward code and calls no endpoint: the trainer checks these.
+        ([{"name": "format"}, {"name": "my_rewards:exact"}], [], "", True),
+        ([{"name": "judge", "remote": JUDGE}], [], "", True),
+        ([{"name": "nope:missing"}, {"name": "rec_iuo"}], [], "spec.rewards[1].name", False),
+    ],
+)  # fmt: skip
+def test_the_operator_checks_built_in_reward_names_only(
+    rewards: list[dict[str, Any]], extra: list[str], invalid: str, not_checked: bool
+) -> None:
+    kube = MemoryKube()
+    settings = OperatorSettings(extra_reward_names=extra)
+    controller = GRPOJobController(kube, settings, OperatorMetrics())  # type: ignore[arg-type]
+    kube.put({
+        "apiVersion": "vlmr1.io/v1alpha1", "kind": "GRPOJob",
+        "metadata": {"name": "rec", "namespace": "ml", "uid": "u-job", "generation": 1},
+        "spec": {"model": {"uri": "hf://Qwen/Qwen2.5-VL-3B-Instruct"}, "datasets": [{"jsonl": "pvc://d/a.jsonl"}],
+                 "resources": {"accelerator": "cpu"}, "rewards": rewards},
+    })  # fmt: skip
+    controller.reconcile("ml", "rec", NOW)
+    controller.reconcile("ml", "rec", NOW + timedelta(seconds=5))  # nothing new to say
+    status = kube.live("grpojobs", "ml", "rec")["status"]
+    reasons = [reason for _, reason, _ in kube.events]
+    if invalid:
+        assert status["phase"] == "Failed" and reasons == ["InvalidSpec"]
+        assert invalid in kube.events[0][2]
+        return
+    assert status["phase"] == "Pending"
+    assert reasons == (["RewardsNotChecked", "GangCreated"] if not_checked else ["GangCreated"])

@@ -193,3 +193,93 @@ def test_settings_from_env() -> None:
     )
     assert settings.master_port == 23456
     assert settings.trainer_images == {"cpu": "x:1"}
+
+
+def volume_of(pod: dict[str, Any], mount_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the volume, its mount) mounted at `mount_path` in the trainer container."""
+    (mount,) = [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == mount_path]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    return volume, mount
+
+
+@pytest.mark.parametrize(
+    ("reward_code", "accelerator", "mount_path", "volume", "pythonpath", "source"),
+    [
+        (
+            {"configMap": "my-rewards"}, "nvidia", "/opt/vlmr1/reward-code",
+            {"configMap": {"name": "my-rewards"}}, "/opt/vlmr1/reward-code", "configmap/my-rewards",
+        ),
+        (
+            {"uri": "pvc://team-code/rewards/v2"}, "nvidia", "/mnt/pvc/team-code",
+            {"persistentVolumeClaim": {"claimName": "team-code", "readOnly": True}},
+            "/mnt/pvc/team-code/rewards/v2", "pvc://team-code/rewards/v2",
+        ),
+        (
+            {"uri": "pvc://team-code"}, "cpu", "/mnt/pvc/team-code",
+            {"persistentVolumeClaim": {"claimName": "team-code", "readOnly": True}},
+            "/mnt/pvc/team-code", "pvc://team-code",
+        ),
+        # The Ascend image's PYTHONPATH holds CANN's packages: left alone (the trainer adds the folder).
+        (
+            {"configMap": "my-rewards"}, "ascend", "/opt/vlmr1/reward-code",
+            {"configMap": {"name": "my-rewards"}}, None, "configmap/my-rewards",
+        ),
+    ],
+)  # fmt: skip
+def test_reward_code_is_mounted_read_only_on_the_import_path(
+    reward_code: dict[str, str],
+    accelerator: str,
+    mount_path: str,
+    volume: dict[str, Any],
+    pythonpath: str | None,
+    source: str,
+) -> None:
+    job = load_job(
+        REPO / "examples" / "grpojob-rec.yaml",
+        rewardCode=reward_code,
+        resources={"accelerator": accelerator, "nodes": 2},
+    )
+    pods = by_kind(build_grpojob(job, OperatorSettings()), "Pod")
+    assert len(pods) == 2
+    for pod in pods:
+        got_volume, mount = volume_of(pod, mount_path)
+        assert {k: v for k, v in got_volume.items() if k != "name"} == volume
+        assert mount["readOnly"] is True
+        assert env_of(pod).get("PYTHONPATH") == pythonpath
+        assert pod["metadata"]["annotations"]["vlmr1.io/reward-code"] == source
+
+
+def test_reward_code_on_the_checkpoint_claim_keeps_it_writable() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml", rewardCode={"uri": "pvc://vlmr1-checkpoints/code"})
+    pod = by_kind(build_grpojob(job, OperatorSettings(pvc_root="/data")), "Pod")[0]
+    volume, mount = volume_of(pod, "/data/vlmr1-checkpoints")
+    assert volume["persistentVolumeClaim"]["readOnly"] is False and mount["readOnly"] is False
+    assert env_of(pod)["PYTHONPATH"] == "/data/vlmr1-checkpoints/code"
+
+
+def test_no_reward_code_no_mount_no_pythonpath() -> None:
+    pod = by_kind(build_grpojob(load_job(REPO / "examples" / "grpojob-rec.yaml"), OperatorSettings()), "Pod")[0]
+    assert "PYTHONPATH" not in env_of(pod)
+    assert "vlmr1.io/reward-code" not in pod["metadata"]["annotations"]
+    assert all(m["mountPath"] != "/opt/vlmr1/reward-code" for m in pod["spec"]["containers"][0]["volumeMounts"])
+
+
+def test_remote_reward_tokens_come_from_their_secrets() -> None:
+    remote = {"url": "http://judge:8000/score", "authSecret": {"name": "judge-token", "key": "token"}}
+    rewards = [
+        {"name": "rec_iou"},
+        {"name": "judge", "remote": remote},
+        {"name": "sandbox", "remote": {"url": "http://sandbox:8000/run"}},  # no token: no variable
+    ]
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml", rewards=rewards)
+    for pod in by_kind(build_grpojob(job, OperatorSettings()), "Pod"):
+        env = env_of(pod)
+        assert env["VLMR1_REWARD_AUTH_JUDGE"] == {"secretKeyRef": {"name": "judge-token", "key": "token"}}
+        assert not [name for name in env if name.startswith("VLMR1_REWARD_AUTH_") and name != "VLMR1_REWARD_AUTH_JUDGE"]
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_every_pod_knows_its_cpu_limit(path: Path) -> None:
+    """The trainer sizes its reward-scoring pool from the pod's CPU limit (the downward API)."""
+    for pod in by_kind(build_grpojob(load_job(path), OperatorSettings()), "Pod"):
+        assert env_of(pod)["VLMR1_CPU_LIMIT"] == {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}}

@@ -250,3 +250,40 @@ def test_pod_state_from_a_manifest() -> None:
     assert state.reason == "container trainer exited 137 (OOMKilled)"
     assert (state.exit_code, state.message) == (137, "killed")
     assert state.ip == "10.1.2.3"
+
+
+REMOTE = {"url": "http://judge:8000/score", "authSecret": {"name": "judge-token", "key": "token"}}
+
+
+def not_checked(plan: Plan) -> list[str]:
+    return [e.message for e in plan.events if e.reason == "RewardsNotChecked"]
+
+
+def test_rewards_the_operator_cannot_check_are_named_once() -> None:
+    """References and remote rewards are the trainer's to check: one Normal event when the gang is
+    first made, none on later reconciles or gang restarts, none for built-in names."""
+    rewards = [{"name": "my_rewards:exact"}, {"name": "format"}, {"name": "judge", "remote": REMOTE}]
+    plan, j = step(job(rewards=rewards), [])
+    (message,) = not_checked(plan)
+    assert [e.type for e in plan.events] == ["Normal", "Normal"]
+    assert "my_rewards:exact, judge (remote http://judge:8000/score)" in message
+    assert "checked by the trainer before the first step" in message and "format" not in message
+    plan, j = step(j, pods(j, "Running", "Running"), T0 + timedelta(seconds=5))
+    assert not_checked(plan) == []
+    plan, j = step(j, pods(j, "Running", "Failed"), T0 + timedelta(seconds=10))
+    plan, j = step(j, [], T0 + timedelta(seconds=15))  # the restarted gang
+    assert "Pod" in kinds(plan) and not_checked(plan) == []
+    plan, _ = step(job(rewards=[{"name": "format"}, {"name": "rec_iou"}]), [])
+    assert not_checked(plan) == []
+
+
+def test_a_spec_edit_names_the_unchecked_rewards_again() -> None:
+    _, j = step(job(rewards=[{"name": "format"}]), [])
+    _, j = step(j, pods(j, "Running", "Running"))
+    status = j.status.model_dump(mode="json", by_alias=True, exclude_none=True) if j.status else None
+    edited = job(status=status, generation=2, rewards=[{"name": "format"}, {"name": "my_rewards:v2"}])
+    plan, j = step(edited, pods(edited, "Running", "Running", spec=spec_hash(job(rewards=[{"name": "format"}]))))
+    assert [e.reason for e in plan.events] == ["SpecChanged", "RewardsNotChecked"]
+    assert "my_rewards:v2" in not_checked(plan)[0]
+    plan, _ = step(j, [])  # the new gang: already said
+    assert "Pod" in kinds(plan) and not_checked(plan) == []

@@ -12,6 +12,10 @@ Spec edits: fields that shape the pods (the trainer config, resources, secrets, 
 template) are hashed into each pod; a running gang whose hash differs is restarted with
 the new spec (not counted against backoffLimit). runPolicy edits apply in place. So an
 edit is never half-applied: every pod of a gang runs the same spec.
+
+Rewards the operator cannot check (MODULE:ATTRIBUTE references, remote endpoints: it holds no
+reward code) are named in a RewardsNotChecked event when the first gang is made and when the
+spec changes; the trainer checks them before its first step.
 """
 
 from __future__ import annotations
@@ -133,6 +137,8 @@ def _decide(
         reason = "SpecChanged" if any(p.spec_hash != want for p in stale) else "OldGang"
         _transition(status, "Restarting", reason, "recreating the gang with the current spec", now)
         out.events.append(Event("Normal", reason, "the spec changed: restarting the gang with it"))
+        if reason == "SpecChanged":
+            out.events += _rewards_not_checked(job)
         return out
     if len(live) < len(pods):
         _transition(status, status.phase if status.phase != "Pending" else "Restarting", "Terminating",
@@ -147,6 +153,7 @@ def _decide(
         out.ensure = build_grpojob(job, settings, restart=status.restarts)
         if status.start_time is None:
             status.start_time = now
+            out.events += _rewards_not_checked(job)
         phase = "Restarting" if status.restarts else "Pending"
         out.events.append(Event("Normal", "GangCreated", f"created {nodes} pod(s) (gang restart {status.restarts})"))
         _transition(status, phase, "GangCreated", f"{nodes} pod(s) created, waiting for them to run", now)
@@ -168,6 +175,21 @@ def _decide(
         _transition(status, status.phase if status.phase == "Restarting" else "Pending", "PodsStarting",
                     "waiting for every pod of the gang to run", now)  # fmt: skip
     return _with_deadline(job, status, out, now)
+
+
+def _rewards_not_checked(job: GRPOJob) -> list[Event]:
+    """What the operator could not check: references and remote rewards (it holds no reward code
+    and calls no endpoint). Said when the first gang is made and when the spec changes, not on
+    every reconcile."""
+    unchecked = [
+        f"{r.name} (remote {r.remote.url})" if r.remote is not None else r.name
+        for r in job.spec.rewards
+        if r.kind != "builtin"
+    ]
+    if not unchecked:
+        return []
+    message = f"checked by the trainer before the first step, not by the operator: {', '.join(unchecked)}"
+    return [Event("Normal", "RewardsNotChecked", message)]
 
 
 def _gang_failure(

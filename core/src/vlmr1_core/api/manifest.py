@@ -21,8 +21,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from vlmr1_core.api import GROUP_VERSION, KINDS, GRPOJob, VLMService
-from vlmr1_core.config import KNOWN_REWARDS, reward_name_problem
 from vlmr1_core.errors import UserError
+from vlmr1_core.reward_config import KNOWN_REWARDS, reward_name_problem
 
 Manifest = GRPOJob | VLMService
 Loc = tuple[str | int, ...]
@@ -124,8 +124,8 @@ def _duplicate_keys(node: yaml.Node, loc: Loc) -> Iterator[tuple[int, str]]:
 
 
 def parse_document(doc: Document, known_rewards: Collection[str] | None = KNOWN_REWARDS) -> Manifest:
-    """Validate one document against the model its `kind` names; a GRPOJob's reward names
-    against ``known_rewards`` too (None: not checked)."""
+    """Validate one document against the model its `kind` names; a GRPOJob's built-in reward
+    names against ``known_rewards`` too (None: not checked)."""
     data = doc.data
     if not isinstance(data, dict):
         raise ManifestError([Problem(doc.path, doc.line_of(()), "", "expected a mapping (a Kubernetes object)")])
@@ -157,10 +157,12 @@ def parse_document(doc: Document, known_rewards: Collection[str] | None = KNOWN_
         raise ManifestError(list(problems.values())) from exc
     if isinstance(obj, GRPOJob) and known_rewards is not None:
         # Not a model rule: the names a trainer knows depend on its image (custom rewards), so
-        # the API server cannot check them; the caller says which names it knows.
+        # the API server cannot check them; the caller says which names it knows. Built-in names
+        # only: a MODULE:ATTRIBUTE reference is checked by importing it, a remote reward's name is
+        # a label.
         unknown = []
         for i, reward in enumerate(obj.spec.rewards):
-            why = reward_name_problem(reward.name, known_rewards)
+            why = reward_name_problem(reward.name, known_rewards) if reward.kind == "builtin" else None
             if why is not None:
                 loc: Loc = ("spec", "rewards", i, "name")
                 unknown.append(Problem(doc.path, doc.line_of(loc), _dotted(loc), why))

@@ -17,7 +17,8 @@ import yaml
 
 from vlmr1_core.accelerators import DIST_BACKEND, Accelerator
 from vlmr1_core.api.grpojob import GRPOJob
-from vlmr1_core.uri import pvc_claim
+from vlmr1_core.reward_config import REWARD_CODE_MOUNT, auth_env_var
+from vlmr1_core.uri import parse_uri, pvc_claim
 from vlmr1_operator.builders.common import (
     LABEL_INDEX,
     LABEL_JOB,
@@ -39,6 +40,8 @@ SCRATCH = "/var/lib/vlmr1"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 #: Hash of the spec a pod was built from: a running gang with another hash is restarted.
 SPEC_HASH_ANNOTATION = "vlmr1.io/spec-hash"
+#: Where the job's reward code comes from (configmap/NAME or the uri), for `kubectl describe pod`.
+REWARD_CODE_ANNOTATION = "vlmr1.io/reward-code"
 
 #: Collective-communication settings per accelerator. Async error handling makes a
 #: rank whose peer died fail fast, so the gang restart starts at once instead of
@@ -177,6 +180,9 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
         pod_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
     meta = metadata(node_name(name, index), namespace, pod_labels, owner)
     meta["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(job)}
+    if spec.reward_code:
+        code = spec.reward_code
+        meta["annotations"][REWARD_CODE_ANNOTATION] = f"configmap/{code.config_map}" if code.config_map else code.uri
     if res.gang_scheduling:
         meta["annotations"][VOLCANO_GROUP_ANNOTATION] = name
     pod: Manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
@@ -206,18 +212,53 @@ def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, r
         "VLMR1_CACHE_DIR": f"{SCRATCH}/cache",
         **COMM_ENV[res.accelerator],
     }
+    folder = reward_code_folder(job, settings)
+    if folder is not None and res.accelerator != "ascend":
+        # The trainer puts the folder on sys.path itself; PYTHONPATH also reaches whatever else
+        # the pod runs (kubectl exec python). Not on Ascend: the image's PYTHONPATH holds CANN's
+        # packages, which a pod's value would replace.
+        values["PYTHONPATH"] = folder
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    # The pod's CPU limit in whole cores (its node's CPUs when it has none): the trainer sizes
+    # its reward-scoring pool from it.
+    limit = {"resource": "limits.cpu", "divisor": "1"}
+    env.append({"name": "VLMR1_CPU_LIMIT", "valueFrom": {"resourceFieldRef": limit}})
     secrets = job.spec.secrets
     if secrets and secrets.hub_token:
         ref = {"name": secrets.hub_token.name, "key": secrets.hub_token.key}
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    # Each remote reward's token, in the variable the trainer reads for its label (a label named
+    # twice reads one variable: the first secret given).
+    tokens: dict[str, dict[str, str]] = {}
+    for reward in job.spec.rewards:
+        if reward.remote is not None and reward.remote.auth_secret is not None:
+            secret = reward.remote.auth_secret
+            tokens.setdefault(auth_env_var(reward.name), {"name": secret.name, "key": secret.key})
+    env += [{"name": var, "valueFrom": {"secretKeyRef": ref}} for var, ref in tokens.items()]
     return env
+
+
+def reward_code_folder(job: GRPOJob, settings: OperatorSettings) -> str | None:
+    """Where the job's rewardCode is in its pods (the ConfigMap's mount, or the uri's folder under
+    the claims' mount root), or None without rewardCode."""
+    code = job.spec.reward_code
+    if code is None:
+        return None
+    if code.config_map:
+        return REWARD_CODE_MOUNT
+    assert code.uri is not None  # exactly one of the two, by the spec's rule
+    parsed = parse_uri(code.uri)
+    if parsed.scheme != "pvc":
+        return code.uri
+    return "/".join(part for part in (settings.pvc_root, parsed.authority, parsed.path.strip("/")) if part)
 
 
 def pvc_claims(job: GRPOJob) -> dict[str, bool]:
     """Claims named by pvc:// uris in the spec -> whether the pods write to it."""
     spec = job.spec
     uris = [spec.model.uri, *(d.jsonl for d in spec.datasets), *(d.image_root or "" for d in spec.datasets)]
+    if spec.reward_code and spec.reward_code.uri:
+        uris.append(spec.reward_code.uri)
     claims = {claim: False for u in uris if (claim := pvc_claim(u))}
     if spec.checkpoint.uri and (claim := pvc_claim(spec.checkpoint.uri)):
         claims[claim] = True
@@ -240,6 +281,10 @@ def _volumes(job: GRPOJob, settings: OperatorSettings) -> tuple[list[dict[str, A
         volume = f"pvc-{i}"
         volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
         mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": not writable})
+    code = job.spec.reward_code
+    if code and code.config_map:
+        volumes.append({"name": "reward-code", "configMap": {"name": code.config_map}})
+        mounts.append({"name": "reward-code", "mountPath": REWARD_CODE_MOUNT, "readOnly": True})
     return volumes, mounts
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from vlmr1_core.api.grpojob import GRPOJob
-from vlmr1_core.config import KNOWN_REWARDS, reward_name_problem
+from vlmr1_core.reward_config import KNOWN_REWARDS, reward_name_problem
 from vlmr1_operator import k8s, progress
 from vlmr1_operator.builders.common import LABEL_JOB, MANAGED_BY
 from vlmr1_operator.handlers.base import Controller, owned_by
@@ -79,9 +79,11 @@ class GRPOJobController(Controller):
 
 
 def _unknown_rewards(job: GRPOJob, settings: OperatorSettings) -> str:
+    """Built-in reward names only: references and remote rewards are the trainer's to check (the
+    operator holds no reward code); the plan says so in a RewardsNotChecked event."""
     known = KNOWN_REWARDS | set(settings.extra_reward_names)
     for i, reward in enumerate(job.spec.rewards):
-        problem = reward_name_problem(reward.name, known)
+        problem = reward_name_problem(reward.name, known) if reward.kind == "builtin" else None
         if problem:
             # The same check and words as `vlmr1 validate` and the trainer, plus the operator's own fix.
             return (
