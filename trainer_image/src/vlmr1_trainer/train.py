@@ -348,17 +348,6 @@ def _move_contents(source: Path, dest: Path) -> None:
         shutil.move(str(item), dest / item.name)
 
 
-def _finish_distributed() -> None:
-    """Every rank is done: leave the process group together. Otherwise each rank tears its
-    connections down at interpreter exit, and a rank that exits while another still works
-    (rank 0 drawing the reward curve) can make the other's teardown fail."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def _barrier() -> None:
     import torch.distributed as dist
 
@@ -534,7 +523,10 @@ def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
         pool = getattr(trainer, "reward_pool", None)
         if pool is not None:
             pool.close()
-    _finish_distributed()
+    # Every rank is done training; the process group stays up for the ranks' closing work and
+    # is left by the entry point (worker.leave_distributed), not here: the DDP reducer the
+    # trainer holds would be the group's last owner and tear it down when the trainer is freed.
+    _barrier()
     return TrainResult(
         steps=int(trainer.state.global_step),
         checkpoints=checkpoints.saved,

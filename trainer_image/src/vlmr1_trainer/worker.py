@@ -135,7 +135,28 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     if rank0:
         print_summary(result, sys.stdout)
-    return 0
+    return leave_distributed(0)
+
+
+def leave_distributed(code: int) -> int:
+    """End a multi-rank run: wait until every rank has done its closing work (rank 0 draws the
+    curve and prints the summary), then exit at once with ``code``.
+
+    Not ``destroy_process_group`` and a normal interpreter exit: gloo's destructor joins its
+    worker thread while holding the GIL, and that thread may need the GIL to release the last
+    collective's tensors: the process hangs (seen in CI, one run in several). Exiting without
+    the interpreter's teardown skips that destructor; everything the run writes is closed by now.
+    Single-process runs return ``code``.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return code
+    dist.barrier()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_training(
