@@ -13,6 +13,7 @@ import pytest
 from vlmr1_trainer import rewards
 from vlmr1_trainer.rewards.choice import extract_choice
 from vlmr1_trainer.rewards.mathnorm import NormaliserError, strip_string
+from vlmr1_trainer.rewards.repetition import distinct_keys
 
 
 def a(text: str) -> str:
@@ -214,6 +215,50 @@ class TestRepetition:
 
     def test_no_repetition_is_minus_zero_as_in_vlm_r1(self) -> None:
         assert str(rewards.build("repetition")(["a b c d e f g"])[0]) == "-0.0"
+
+    # (bbox, label) pairs: the tuple count (four ints, str labels) or VLM-R1's text keys.
+    KEY_CASES = [
+        [([1, 2, 3, 4], "a"), ([1, 2, 3, 4], "a")],
+        [([1, 2, 3, 4], "a"), ([1, 2, 3, 4], "b"), ([4, 3, 2, 1], "a")],
+        [([-1, 0, 10**30, 4], "a"), ([-1, 0, 10**30, 4], "a")],
+        [([1, 2, 3, 4], "a"), ([1.0, 2.0, 3.0, 4.0], "a")],
+        [([1, 2, 3, 4], "a"), ([True, 2, 3, 4], "a"), ([1, 2, 3, 4], "a")],
+        [([1, 2, 3, 4], "a"), ("[1, 2, 3, 4]", "a")],
+        [([1, 2, 3, 4], None), ([1, 2, 3, 4], "None")],
+        [([1, 2, 3, 4], "a"), ([1, 2, 3, 4], 7), ([1, 2, 3, 4], "7")],
+        [([1, 2, 3], "a"), ([1, 2, 3], "a"), ([1, 2, 3, 4], "a")],
+        [([1, 2, 3, 4, 5], "a"), ([1, 2, 3, 4], "5]_a")],
+        [([1, 2, 3, 4], "a_b"), ([1, 2, 3, 4], "a_b"), ([1, 2, 3, 4], "a b")],
+        [([0.0, 0, 1, 1], "a"), ([-0.0, 0, 1, 1], "a")],
+        [([[1, 2], 3, 4, 5], "a"), (["[1, 2]", 3, 4, 5], "a")],
+    ]  # fmt: skip
+
+    @pytest.mark.parametrize("pairs", KEY_CASES)
+    def test_distinct_keys_counts_vlm_r1_text_keys(self, pairs: list[tuple[object, object]]) -> None:
+        assert distinct_keys(pairs) == len({f"{bbox}_{label}" for bbox, label in pairs})
+
+    # Whole completions on the 6-gram path (lowercased words, one split).
+    TEXT_CASES = [
+        "a b c d e",
+        "a b c d e f",
+        "A B C D E F a b c d e f",
+        "x\ty\nz\u3000x y\xa0z x y z",
+        "İ İ İ İ İ İ İ İ",
+        "ß SS ß SS ß SS ß SS",
+        "one two three four five six seven eight nine ten",
+    ]
+
+    @pytest.mark.parametrize("text", TEXT_CASES)
+    def test_text_path_as_vlm_r1_counts_it(self, text: str) -> None:
+        if len(text.split()) < 6:
+            expected = 0.0
+        else:
+            words = text.lower().split()
+            grams = list(zip(*[words[i:] for i in range(6)], strict=False))
+            expected = -(1 - len(set(grams)) / len(grams))
+        [score] = rewards.build("repetition")([text])
+        assert score == expected
+        assert math.copysign(1, score) == math.copysign(1, expected)  # -0.0 as in VLM-R1
 
 
 class TestLengthCosine:

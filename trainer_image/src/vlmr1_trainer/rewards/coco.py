@@ -10,6 +10,12 @@ thresholds at once; only the greedy matching walks the detections in rank order,
 COCO's does. ``tests/vlmr1_trainer/test_reward_coco.py`` and ``test_coco_dataset.py``
 compare it with pycocotools on random cases.
 
+One image of a few boxes (a reward's sample) takes a plain-Python path instead:
+numpy's per-call cost dominates arrays of a handful of elements. It matches and
+accumulates with the same float operations, describes each precision row as a step
+function over the recall points and hands numpy only the final expansion and mean, so
+the result is bit-for-bit that of the array path (``test_reward_coco.py`` checks).
+
 >>> gt = [(0, [0.0, 0.0, 10.0, 10.0], 100.0)]
 >>> round(coco_ap(gt, [(0, [0.0, 0.0, 10.0, 10.0], 100.0)])[0], 12)
 1.0
@@ -19,6 +25,8 @@ compare it with pycocotools on random cases.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
@@ -213,4 +221,180 @@ def coco_ap(gt: Sequence[Box], dt: Sequence[Box]) -> tuple[float, float]:
     rank order); detections of a category with no GT are dropped. A GT whose area lies
     outside [0, 1e10] is ignored; when all are, the result is -1.
     """
-    return coco_dataset_ap([(gt, dt)])
+    rows = _image_rows(gt, dt, _IOU_LIST) if len(gt) * len(dt) <= _PYTHON_PAIRS else None
+    if rows is None:
+        return coco_dataset_ap([(gt, dt)])
+    if rows.size == 0:
+        return -1.0, -1.0
+    return float(np.mean(rows)), float(np.mean(rows[:_N_RECALL]))
+
+
+def coco_ap50(gt: Sequence[Box], dt: Sequence[Box]) -> float:
+    """``coco_ap(gt, dt)[1]``, matching at IoU 0.5 only.
+
+    >>> round(coco_ap50([(0, [0.0, 0.0, 10.0, 10.0], 100.0)], [(0, [0.0, 0.0, 10.0, 6.0], 60.0)]), 12)
+    1.0
+    """
+    rows = _image_rows(gt, dt, _IOU_LIST[:1]) if len(gt) * len(dt) <= _PYTHON_PAIRS else None
+    if rows is None:
+        return coco_dataset_ap([(gt, dt)])[1]
+    return float(np.mean(rows)) if rows.size else -1.0
+
+
+# --- One small image in plain Python -------------------------------------------------------
+
+_IOU_LIST: list[float] = IOU_THRESHOLDS.tolist()
+_RECALL_LIST: list[float] = RECALL_THRESHOLDS.tolist()
+_N_RECALL = len(_RECALL_LIST)
+_EPS_FLOAT = float(_EPS)
+_PYTHON_PAIRS = 400  # detections x GT of an image up to which coco_ap stays in plain Python
+_TP, _FP, _IGNORED = 0, 1, 2  # a detection's outcome at one IoU threshold
+
+
+class _FallbackError(Exception):
+    """The plain-Python path cannot promise numpy's bits (NaN, a zero union): use the array path."""
+
+
+def _image_rows(gt: Sequence[Box], dt: Sequence[Box], thresholds: list[float]) -> FloatArray | None:
+    """The precision array ``coco_dataset_ap`` averages for one image, in its memory layout.
+
+    Shape (thresholds x recall points, categories) in C order, as COCO's (thresholds,
+    recall points, categories) flattened; only categories with a non-ignored GT. None when
+    the array path must decide (see ``_FallbackError``).
+    """
+    by_cat: dict[Hashable, tuple[list[Box], list[Box]]] = {}
+    for g in gt:
+        entry = by_cat.get(g[0])
+        if entry is None:
+            by_cat[g[0]] = ([g], [])
+        else:
+            entry[0].append(g)
+    for d in dt:
+        entry = by_cat.get(d[0])
+        if entry is not None:
+            entry[1].append(d)
+    values: list[float] = []
+    counts: list[int] = []
+    n_cats = 0
+    try:
+        for gts, dts in by_cat.values():
+            n_cats += _category_steps(gts, dts[:MAX_DETECTIONS], thresholds, values, counts)
+    except (_FallbackError, TypeError, ValueError, OverflowError):
+        return None
+    flat = np.repeat(np.array(values, dtype=np.float64), counts)
+    if n_cats <= 1:
+        return flat
+    per_row: FloatArray = np.ascontiguousarray(flat.reshape(n_cats, -1).T)
+    return per_row
+
+
+def _category_steps(
+    gts: list[Box], dts: list[Box], thresholds: list[float], values: list[float], counts: list[int]
+) -> int:
+    """Append one category's precision rows as (value, repeat) steps; 1 if it counts, 0 if every GT is ignored.
+
+    COCO's evaluateImg and accumulate with the same float operations as the array path:
+    pycocotools' ``bbIou``, its greedy matching (GT sorted non-ignored first, the best free
+    non-ignored GT with IoU >= t, a later one on ties, else an ignored one), the
+    cumulative precision and recall, the right-to-left envelope and the recall lookup.
+    """
+    ignored = [g[2] < AREA_MIN or g[2] > AREA_MAX for g in gts]
+    npig = ignored.count(False)
+    if npig == 0:
+        return 0
+    if npig < len(gts):
+        order = [i for i, ig in enumerate(ignored) if not ig] + [i for i, ig in enumerate(ignored) if ig]
+        gts = [gts[i] for i in order]
+        ignored = [ignored[i] for i in order]
+    lowest = thresholds[0]
+    gboxes = []
+    for box in gts:
+        gx, gy, gw, gh = map(float, box[1])
+        gboxes.append((gx, gy, gx + gw, gy + gh, gw * gh))
+    # Per detection: the GT (sorted index, IoU) it could take at the lowest threshold.
+    candidates: list[list[tuple[int, float]]] = []
+    outside: list[bool] = []
+    for d in dts:
+        dx, dy, dw, dh = map(float, d[1])
+        dx2, dy2, d_area = dx + dw, dy + dh, dw * dh
+        found: list[tuple[int, float]] = []
+        for g, (gx, gy, gx2, gy2, g_area) in enumerate(gboxes):
+            iw = min(dx2, gx2) - max(dx, gx)
+            ih = min(dy2, gy2) - max(dy, gy)
+            if iw <= 0 or ih <= 0:
+                continue  # IoU 0 (a NaN width falls through, as in box_iou, and is caught below)
+            inter = iw * ih
+            union = d_area + g_area - inter
+            if union == 0:
+                raise _FallbackError  # numpy's 0/0 is NaN, Python's a ZeroDivisionError
+            iou = inter / union
+            if math.isnan(iou):
+                raise _FallbackError  # COCO's loop with NaN: _match_scalar on the array path
+            if iou >= lowest:
+                found.append((g, iou))
+        candidates.append(found)
+        outside.append(d[2] < AREA_MIN or d[2] > AREA_MAX)
+    # Two thresholds with the same candidates at or above them match alike: one row serves both.
+    ious = sorted(iou for found in candidates for _, iou in found)
+    rows: dict[int, tuple[list[float], list[int]]] = {}
+    for threshold in thresholds:
+        below = bisect_left(ious, threshold)
+        row = rows.get(below)
+        if row is None:
+            row = rows[below] = _precision_steps(_outcomes(candidates, ignored, outside, threshold), npig)
+        values += row[0]
+        counts += row[1]
+    return 1
+
+
+def _outcomes(
+    candidates: list[list[tuple[int, float]]], ignored: list[bool], outside: list[bool], threshold: float
+) -> tuple[int, ...]:
+    """Each detection's ``_TP``/``_FP``/``_IGNORED`` at one threshold, in rank order."""
+    taken: set[int] = set()
+    result = []
+    for found, out in zip(candidates, outside, strict=True):
+        best, m = threshold, -1
+        for g, iou in found:
+            if g in taken:
+                continue
+            if m > -1 and not ignored[m] and ignored[g]:
+                break
+            if iou < best:
+                continue
+            best, m = iou, g
+        if m >= 0:
+            taken.add(m)
+            result.append(_IGNORED if ignored[m] else _TP)
+        else:
+            result.append(_IGNORED if out else _FP)
+    return tuple(result)
+
+
+def _precision_steps(outcome: tuple[int, ...], npig: int) -> tuple[list[float], list[int]]:
+    """One row of ``_precision`` as steps: value ``values[j]`` for ``counts[j]`` recall points."""
+    tp = fp = 0
+    recall: list[float] = []
+    precision: list[float] = []
+    for o in outcome:
+        if o == _TP:
+            tp += 1
+        elif o == _FP:
+            fp += 1
+        recall.append(tp / npig)
+        precision.append(tp / (fp + tp + _EPS_FLOAT))
+    for j in range(len(precision) - 2, -1, -1):
+        precision[j] = max(precision[j], precision[j + 1])
+    # Recall point r reads position j = #(recall < r); the recall row does not decrease.
+    values, counts = [], []
+    start = 0
+    for p, r in zip(precision, recall, strict=True):
+        end = bisect_right(_RECALL_LIST, r)
+        if end > start:
+            values.append(p)
+            counts.append(end - start)
+            start = end
+    if start < _N_RECALL:
+        values.append(0.0)
+        counts.append(_N_RECALL - start)
+    return values, counts

@@ -27,7 +27,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from vlmr1_trainer.rewards._text import first_block, json_blocks, last_block
-from vlmr1_trainer.rewards.coco import Box, coco_ap
+from vlmr1_trainer.rewards.coco import Box, coco_ap, coco_ap50
 from vlmr1_trainer.rewards.registry import BadGroundTruthError, Reward, register
 
 
@@ -147,6 +147,8 @@ class _DetectionReward(Reward):
 class OdApReward(_DetectionReward):
     """COCO AP@[.50:.95] of the predicted boxes (VLM-R1 ``od_ap``); -1.0 when every GT box is ignored."""
 
+    cpu_bound = True  # COCO matching and accumulation over ten IoU thresholds per sample
+
     def metric(self, gt: list[Box], pred: list[Box]) -> float:
         return coco_ap(gt, pred)[0]
 
@@ -155,8 +157,10 @@ class OdApReward(_DetectionReward):
 class OdAp50Reward(_DetectionReward):
     """COCO AP@.50 of the predicted boxes (VLM-R1 ``od_ap50``)."""
 
+    cpu_bound = True  # COCO matching and accumulation per sample
+
     def metric(self, gt: list[Box], pred: list[Box]) -> float:
-        return coco_ap(gt, pred)[1]
+        return coco_ap50(gt, pred)
 
 
 @register("od_length")

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from vlmr1_trainer.rewards._text import first_block, json_blocks
+from vlmr1_trainer.rewards._text import first_block
 from vlmr1_trainer.rewards.registry import Reward, register
 
 _LIST_START = re.compile(r"\[\s*\{")
@@ -48,10 +48,10 @@ def _bbox_list_text(text: str) -> str | None:
 
 
 def _candidate(text: str) -> str | None:
-    blocks = json_blocks(text)
-    if blocks:
+    block = first_block(text, "```json", "```")
+    if block is not None:
         # An empty ```json block still wins: VLM-R1 goes straight to the text path.
-        return blocks[0].strip() or None
+        return block.strip() or None
     fence = first_block(text, "```", "```")
     if fence is not None and fence.strip():
         return fence.strip()
@@ -72,31 +72,65 @@ def _decode(candidate: str) -> Any:
 
 
 def _list_score(items: list[Any]) -> float:
-    keys = []
+    pairs = []
     for item in items:
-        if isinstance(item, dict | str | list) and "bbox_2d" in item and "label" in item:
-            if not isinstance(item, dict):
-                return 0.0  # VLM-R1 crashes indexing a string or list by key
-            keys.append(f"{item['bbox_2d']!s}_{item['label']!s}")
-        elif not isinstance(item, dict | str | list):
+        if isinstance(item, dict):
+            if "bbox_2d" in item and "label" in item:
+                pairs.append((item["bbox_2d"], item["label"]))
+        elif not isinstance(item, str | list):
             return 0.0  # VLM-R1 crashes on ``in`` with a number, null or boolean
-    if not keys:
+        elif "bbox_2d" in item and "label" in item:
+            return 0.0  # VLM-R1 crashes indexing a string or list by key
+    if not pairs:
         return 0.0
-    return -(1 - len(set(keys)) / len(keys))
+    return -(1 - distinct_keys(pairs) / len(pairs))
+
+
+def distinct_keys(pairs: list[tuple[Any, Any]]) -> int:
+    """How many distinct VLM-R1 keys ``f"{bbox}_{label}"`` the (bbox, label) pairs give.
+
+    When every box is a list of four ``int`` and every label a ``str`` (the usual JSON),
+    two keys are equal exactly when the tuples are (an int's text has no ``]``, so the
+    text splits back into the same numbers and label): the tuples are counted, without
+    formatting any text. Otherwise the keys themselves are.
+
+    >>> distinct_keys([([1, 2, 3, 4], "a"), ([1, 2, 3, 4], "a"), ([1, 2, 3, 5], "a")])
+    2
+    >>> distinct_keys([([1, 2, 3, 4], "a"), ("[1, 2, 3, 4]", "a"), ([1, 2, 3, 4], None), ([1, 2, 3, 4], "None")])
+    2
+    """
+    fast = set()
+    for bbox, label in pairs:
+        if type(label) is str and type(bbox) is list and len(bbox) == 4:
+            x1, y1, x2, y2 = bbox
+            if type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int:
+                fast.add((x1, y1, x2, y2, label))
+                continue
+        return len({f"{b!s}_{lab!s}" for b, lab in pairs})
+    return len(fast)
 
 
 def _text_score(text: str) -> float:
-    if len(text.split()) < 6:
-        return 0.0
+    """Minus the share of repeated 6-grams of the lowercased words (VLM-R1 counts them before lowercasing:
+    ``str.lower`` maps no character to or from whitespace, so the counts agree).
+
+    >>> _text_score("x y z x y z x y z"), _text_score("one two three four five")
+    (-0.25, 0.0)
+    """
     words = text.lower().split()
-    ngrams = list(zip(*(words[i:] for i in range(6)), strict=False))
-    return -(1 - len(set(ngrams)) / len(ngrams))
+    total = len(words) - 5
+    if total < 1:
+        return 0.0
+    # Counted in one pass over zip: the n-grams are never stored, only the distinct ones.
+    distinct = len(set(zip(words, words[1:], words[2:], words[3:], words[4:], words[5:], strict=False)))
+    return -(1 - distinct / total)
 
 
 @register("repetition")
 class RepetitionReward(Reward):
     """Minus the share of repeated box entries (JSON lists) or repeated word 6-grams (text)."""
 
+    cpu_bound = True  # json-repair (pure Python, ~1 us a character) on broken JSON
     columns = ()
     value_range = (-1.0, 0.0)
 
