@@ -348,6 +348,10 @@ def test_prometheus_endpoint_serves_the_last_record(served: ProgressCallback, ar
     assert _sample(text, 'vlmr1_trainer_reward_function_mean{reward="rec_iou"}') == 0.42
     assert _sample(text, 'vlmr1_trainer_reward_function_std{reward="format"}') == 0.33
     assert math.isnan(_sample(text, 'vlmr1_trainer_reward_function_mean{reward="org/judge-model"}'))
+    # Scoring counts: exported once TRL logged them for a reward, absent otherwise.
+    assert _sample(text, 'vlmr1_trainer_reward_function_timeouts{reward="rec_iou"}') == 0.5
+    assert _sample(text, 'vlmr1_trainer_reward_function_errors{reward="rec_iou"}') == 0.0
+    assert 'vlmr1_trainer_reward_function_timeouts{reward="format"}' not in text
     assert _sample(text, "vlmr1_trainer_checkpoints_total") == 0
 
     port = served.server_port
