@@ -28,6 +28,7 @@ from vlmr1_core.api.vlmservice import (
 )
 from vlmr1_core.apimodel import ApiModel
 from vlmr1_core.config import (
+    FAMILY_PATTERNS,
     CheckpointSpec,
     DatasetSpec,
     EvalDatasetSpec,
@@ -110,11 +111,20 @@ def _models_in(annotation: Any) -> list[type[ApiModel]]:
 
 
 uris = st.sampled_from(
-    ["hf://Qwen/Qwen2.5-VL-3B", "builtin://tiny-QWEN2_5_VL", "/m/InternVL3", "pvc://m/custom", "org/name"]
+    [
+        "hf://Qwen/Qwen2.5-VL-3B",
+        "builtin://tiny-QWEN2_5_VL",
+        "/m/InternVL3",
+        "pvc://m/custom",
+        "org/name",
+        "Qwen/Qwen3-VL-8B-Instruct",
+        "zai-org/GLM-4.1V-9B-Thinking",
+        "Qwen/Qwen3.5-2B",
+    ]
 )
 
 
-@given(uri=uris, family=st.sampled_from([None, "qwen2.5-vl", "internvl"]), lo=pos, hi=pos)
+@given(uri=uris, family=st.none() | st.sampled_from(sorted(FAMILY_PATTERNS)), lo=pos, hi=pos)
 def test_model_rules(uri: str, family: str | None, lo: int, hi: int) -> None:
     agree(build(ModelSpec, uri=uri, family=family, min_pixels=lo * 1000, max_pixels=hi * 1000))
 

@@ -24,8 +24,8 @@ from vlmr1_trainer.vlm.prompts import DEFAULT_TEMPLATE, DETECTION_TEMPLATE, REC_
 from vlmr1_trainer.vlm.qwen2_5_vl import Qwen2_5_VLFamily
 
 
-def test_registry_knows_both_families() -> None:
-    assert family_names() == ["internvl", "qwen2.5-vl"]
+def test_registry_knows_every_family() -> None:
+    assert family_names() == ["glm4.1v", "internvl", "qwen2.5-vl", "qwen3-vl", "qwen3.5"]
     qwen, internvl = get_family("qwen2.5-vl"), get_family("internvl")
     assert isinstance(qwen, Qwen2_5_VLFamily) and qwen.model_class_name == "Qwen2_5_VLForConditionalGeneration"
     assert isinstance(internvl, InternVLFamily) and internvl.model_class_name == "InternVLForConditionalGeneration"
@@ -33,7 +33,8 @@ def test_registry_knows_both_families() -> None:
 
 
 def test_unknown_family_lists_known_ones() -> None:
-    with pytest.raises(UnknownFamilyError, match=r"unknown model family 'llava'; known: internvl, qwen2\.5-vl"):
+    known = r"known: glm4\.1v, internvl, qwen2\.5-vl, qwen3-vl, qwen3\.5"
+    with pytest.raises(UnknownFamilyError, match=r"unknown model family 'llava'; " + known):
         get_family("llava")
 
 
@@ -156,7 +157,9 @@ def test_light_modules_do_not_import_torch() -> None:
     assert result.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("module", ["vlmr1_trainer.vlm", "vlmr1_trainer.vlm.boxes", "vlmr1_trainer.vlm.prompts"])
+@pytest.mark.parametrize(
+    "module", ["vlmr1_trainer.vlm", "vlmr1_trainer.vlm.base", "vlmr1_trainer.vlm.boxes", "vlmr1_trainer.vlm.prompts"]
+)
 def test_docstring_examples(module: str) -> None:
     import doctest
     import importlib

@@ -37,7 +37,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--task", required=True, choices=list(EVAL_METRICS), help="the metric to compute")
     p.add_argument("--name", help="set name in metric names eval/<name>/... (default: the file name; one --data)")
-    p.add_argument("--family", choices=["qwen2.5-vl", "internvl"], help="model family when the uri does not say")
+    p.add_argument(
+        "--family",
+        choices=["qwen2.5-vl", "qwen3-vl", "qwen3.5", "glm4.1v", "internvl"],
+        help="model family when the uri does not say",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget (default: the checkpoint's training one)")
     p.add_argument("--max-samples", type=int, help="score only the first N samples of each set")

@@ -34,12 +34,15 @@ EVAL_METRICS: dict[EvalTask, tuple[str, ...]] = {
     "mcq": ("mcq_acc",),
 }
 _EVAL_METRIC_RE = r"^eval/[^/]+/(" + "|".join(m for ms in EVAL_METRICS.values() for m in ms) + r")$"
-ModelFamily = Literal["qwen2.5-vl", "internvl"]
+ModelFamily = Literal["qwen2.5-vl", "qwen3-vl", "qwen3.5", "glm4.1v", "internvl"]
 
 #: Substrings of a model uri (lower-cased) that identify its family. The same table
 #: generates the CEL rule that asks for ``model.family`` when none matches.
 FAMILY_PATTERNS: dict[ModelFamily, tuple[str, ...]] = {
     "qwen2.5-vl": ("qwen2.5-vl", "qwen2_5_vl", "qwen2.5vl"),
+    "qwen3-vl": ("qwen3-vl", "qwen3_vl", "qwen3vl"),
+    "qwen3.5": ("qwen3.5", "qwen3_5"),
+    "glm4.1v": ("glm-4.1v", "glm4.1v", "glm4_1v", "glm4v"),
     "internvl": ("internvl",),
 }
 
@@ -94,7 +97,7 @@ class ModelSpec(ApiModel):
     uri: Uri
     """Where the weights are: `hf://org/name` or a bare hub id `org/name` (Hugging Face hub),
     `s3://bucket/prefix` (downloaded first), `pvc://claim/path` (mounted into the pods),
-    a local path, or `builtin://tiny-qwen2.5-vl` / `builtin://tiny-internvl` (a tiny
+    a local path, or `builtin://tiny-qwen2.5-vl` / `-qwen3-vl` / `-qwen3.5` / `-glm4.1v` / `-internvl` (a tiny
     random-weight model built offline, for development) / `builtin://tiny-qwen2.5-vl-colour` (the
     tiny Qwen2.5-VL after a short SFT on the colour-shapes question). A vlmr1 checkpoint folder
     (from SFT or GRPO) is a model too; a LoRA one is merged into its base once, cached by digest."""
@@ -106,7 +109,8 @@ class ModelSpec(ApiModel):
     VLMService refuses to serve one. Unset: the uri is trusted as it is."""
 
     family: ModelFamily | None = None
-    """Model family (`qwen2.5-vl` or `internvl`). Detected from the uri when unset."""
+    """Model family (`qwen2.5-vl`, `qwen3-vl`, `qwen3.5`, `glm4.1v` or `internvl`). Detected from
+    the uri when unset (hub ids and builtin names say it; a checkpoint folder does not)."""
 
     revision: str | None = Field(default=None, max_length=256)
     """Hub revision (branch, tag or commit) for hub ids; ignored for paths."""
@@ -123,7 +127,8 @@ class ModelSpec(ApiModel):
 
     @cel_rule(
         rule=_family_cel(),
-        message="cannot tell the model family from the uri; set model.family to qwen2.5-vl or internvl",
+        message="cannot tell the model family from the uri; set model.family to qwen2.5-vl, qwen3-vl, qwen3.5, "
+        "glm4.1v or internvl",
         field_path=".family",
     )
     def _family_known(self) -> bool:

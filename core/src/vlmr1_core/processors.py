@@ -17,13 +17,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoProcessor, InternVLProcessor, PretrainedConfig, Qwen2_5_VLProcessor
+from transformers import (
+    AutoProcessor,
+    Glm4vProcessor,
+    InternVLProcessor,
+    PretrainedConfig,
+    Qwen2_5_VLProcessor,
+    Qwen3VLProcessor,
+)
 
-__all__ = ["TinyInternVLProcessor", "TinyQwen2_5_VLProcessor"]
+__all__ = ["TinyGlm4vProcessor", "TinyInternVLProcessor", "TinyQwen2_5_VLProcessor", "TinyQwen3VLProcessor"]
 
 
 class TinyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (transformers' naming)
     """Qwen2.5-VL processor without a video processor (images only)."""
+
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class TinyQwen3VLProcessor(Qwen3VLProcessor):
+    """Qwen3-VL (and Qwen3.5) processor without a video processor (images only)."""
+
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class TinyGlm4vProcessor(Glm4vProcessor):
+    """GLM-4.1V processor without a video processor (images only)."""
 
     def __init__(
         self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
@@ -57,5 +82,15 @@ class _TinyInternVLProcessorKey(PretrainedConfig):  # type: ignore[no-untyped-ca
     model_type = "vlmr1-tiny-internvl-processor-key"
 
 
+class _TinyQwen3VLProcessorKey(PretrainedConfig):  # type: ignore[no-untyped-call]
+    model_type = "vlmr1-tiny-qwen3-vl-processor-key"
+
+
+class _TinyGlm4vProcessorKey(PretrainedConfig):  # type: ignore[no-untyped-call]
+    model_type = "vlmr1-tiny-glm4v-processor-key"
+
+
 AutoProcessor.register(_TinyProcessorKey, TinyQwen2_5_VLProcessor, exist_ok=True)  # type: ignore[no-untyped-call]
+AutoProcessor.register(_TinyQwen3VLProcessorKey, TinyQwen3VLProcessor, exist_ok=True)  # type: ignore[no-untyped-call]
+AutoProcessor.register(_TinyGlm4vProcessorKey, TinyGlm4vProcessor, exist_ok=True)  # type: ignore[no-untyped-call]
 AutoProcessor.register(_TinyInternVLProcessorKey, TinyInternVLProcessor, exist_ok=True)  # type: ignore[no-untyped-call]

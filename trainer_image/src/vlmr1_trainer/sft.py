@@ -37,7 +37,8 @@ class TargetRowHook:
         self.family_hook = family_hook
 
     def __call__(self, sample: Sample, images: list[Any], row: dict[str, Any]) -> dict[str, Any]:
-        return {**self.family_hook(sample, images, row), "target": sample.target}
+        target = self.family_hook.family.sft_target(sample.target)
+        return {**self.family_hook(sample, images, row), "target": target}
 
 
 def sft_args(config: TrainerConfig, options: RunOptions) -> SFTConfig:

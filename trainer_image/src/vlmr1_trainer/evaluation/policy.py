@@ -115,7 +115,10 @@ def load_policy(target: str, *, family: str | None = None, device: str | None = 
         return policy
     name = family or detect_family(target)
     if name is None:
-        raise PolicyError(f"cannot tell the model family of {target}; pass --family qwen2.5-vl or --family internvl")
+        raise PolicyError(
+            f"cannot tell the model family of {target}; pass --family "
+            "(qwen2.5-vl, qwen3-vl, qwen3.5, glm4.1v or internvl)"
+        )
     spec = ModelSpec.model_validate({"uri": target, "family": name})
     if path is not None:  # a plain model folder
         policy = load_files(path, spec, device=device)

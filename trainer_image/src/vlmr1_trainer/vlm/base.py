@@ -69,7 +69,7 @@ def _under(name: str, prefix: str) -> bool:
 
 
 class VLMFamily(ABC):
-    """One model family (Qwen2.5-VL, InternVL, ...). Subclass and register to add one."""
+    """One model family (Qwen2.5-VL, Qwen3-VL, GLM-4.1V, ...). Subclass and register to add one."""
 
     name: ClassVar[ModelFamily]
     """The family name used in ``model.family`` (see ``vlmr1_core.config.ModelFamily``)."""
@@ -83,6 +83,24 @@ class VLMFamily(ABC):
     """``builtin://`` names of this family."""
     default_box_convention: ClassVar[BoxConvention]
     question_templates: ClassVar[Mapping[Task, str]] = QUESTION_TEMPLATES
+    completion_prefix: ClassVar[str] = ""
+    """What the chat template's generation prompt writes on the model's behalf at the start of
+    its turn (Qwen3.5: ``<think>\n``). Rewards score it plus the completion, the answer as the
+    model gave it; SFT targets that begin with it lose it, since the prompt already has it."""
+
+    def sft_target(self, target: str) -> str:
+        """A sample's answer turn as the text to learn after this family's generation prompt.
+
+        >>> class _Opens(VLMFamily):
+        ...     completion_prefix = "<think>"
+        ...     def model_input_size(self, image_size, processor): return None
+        >>> _Opens.sft_target(_Opens.__new__(_Opens), "<think> look</think><answer>A</answer>")
+        'look</think><answer>A</answer>'
+        """
+        opened = self.completion_prefix.strip()
+        if opened and target.lstrip().startswith(opened):
+            return target.lstrip()[len(opened) :].lstrip()
+        return target
 
     def __init__(self, box_convention: BoxConvention | None = None) -> None:
         self.box_convention = box_convention or self.default_box_convention
@@ -230,7 +248,7 @@ class VLMFamily(ABC):
         """A peft ``target_modules`` regex: modules ending in a suffix, inside the language model only.
 
         peft full-matches a string ``target_modules`` against module names, so the vision
-        tower's own ``q_proj``/``gate_proj`` layers (both families have them) get no adapter.
+        tower's own ``q_proj``/``gate_proj`` layers (several families have them) get no adapter.
         """
         names = sorted({s.strip(".") for s in suffixes if s.strip(".")})
         if not names:

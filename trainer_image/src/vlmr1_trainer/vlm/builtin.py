@@ -276,9 +276,30 @@ def _build_qwen_colour(dest: Path) -> None:
     _save(model, processor, dest)
 
 
+def _build_qwen3_vl(dest: Path) -> None:
+    from vlmr1_trainer.vlm.builtin_qwen3 import build_qwen3_vl
+
+    build_qwen3_vl(dest)
+
+
+def _build_qwen3_5(dest: Path) -> None:
+    from vlmr1_trainer.vlm.builtin_qwen3 import build_qwen3_5
+
+    build_qwen3_5(dest)
+
+
+def _build_glm4v(dest: Path) -> None:
+    from vlmr1_trainer.vlm.builtin_glm4v import build_glm4v
+
+    build_glm4v(dest)
+
+
 BUILTIN_MODELS: dict[str, Callable[[Path], None]] = {
     "tiny-qwen2.5-vl": _build_qwen,
     "tiny-qwen2.5-vl-colour": _build_qwen_colour,
+    "tiny-qwen3-vl": _build_qwen3_vl,
+    "tiny-qwen3.5": _build_qwen3_5,
+    "tiny-glm4.1v": _build_glm4v,
     "tiny-internvl": _build_internvl,
 }
 """Builtin model name -> builder writing a complete ``save_pretrained`` folder."""

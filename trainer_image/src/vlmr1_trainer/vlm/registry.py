@@ -27,6 +27,9 @@ FamilyFactory = Callable[[], VLMFamily]
 
 _FAMILIES: dict[str, str | FamilyFactory] = {
     "qwen2.5-vl": "vlmr1_trainer.vlm.qwen2_5_vl:Qwen2_5_VLFamily",
+    "qwen3-vl": "vlmr1_trainer.vlm.qwen3_vl:Qwen3VLFamily",
+    "qwen3.5": "vlmr1_trainer.vlm.qwen3_5:Qwen3_5Family",
+    "glm4.1v": "vlmr1_trainer.vlm.glm4v:Glm4vFamily",
     "internvl": "vlmr1_trainer.vlm.internvl:InternVLFamily",
 }
 
