@@ -201,3 +201,20 @@ def test_host_is_configurable_for_http_engines() -> None:
 def test_transformers_notes_unapplied_tensor_parallelism() -> None:
     spec = _spec({"name": "transformers", "tensorParallelSize": 2}, accelerator="nvidia", devicesPerReplica=2)
     assert "tensorParallelSize=2 is not applied" in build_argv(spec, "/ckpt", 8000, "m").notes[0]
+
+
+@pytest.mark.parametrize("family", ["qwen3-vl", "qwen3.5", "glm4.1v"])
+@pytest.mark.parametrize("engine", ["vllm", "vllm-ascend"])
+def test_newer_families_serve_with_the_same_vllm_command(family: str, engine: str) -> None:
+    """vLLM reads the architecture from the checkpoint's config.json (Qwen3-VL, Qwen3.5 and
+    GLM-4.1V are native vLLM models), so a family adds no flag: the command equals Qwen2.5-VL's."""
+    res = {"accelerator": "nvidia" if engine == "vllm" else "ascend", "devicesPerReplica": 1}
+
+    def argv(name: str) -> list[str]:
+        model = {"uri": "/ckpt", "digest": DIGEST, "servedModelName": "m", "family": name}
+        spec = parse_spec({"model": model, "engine": {"name": engine}, "resources": res}).spec
+        assert spec.model.family == name
+        return build_argv(spec, "/ckpt", 8000, "m").argv
+
+    assert argv(family) == argv("qwen2.5-vl")
+    assert argv(family)[:3] == ["vllm", "serve", "/ckpt"]

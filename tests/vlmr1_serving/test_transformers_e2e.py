@@ -1,10 +1,12 @@
 """The transformers engine end to end: `python -m vlmr1_serving` verifies a real checkpoint of
 the tiny Qwen2.5-VL, serves it on 127.0.0.1 (CPU), answers an OpenAI chat completion with
-an image, and the metrics adapter reports the tokens it generated."""
+an image, and the metrics adapter reports the tokens it generated; the tiny Qwen3-VL, Qwen3.5
+and GLM-4.1V checkpoints answer the same request."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -38,12 +40,11 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> CheckpointInfo:
+def checkpoint_of(builtin: str, root: Path) -> CheckpointInfo:
+    """A verified vlmr1 checkpoint holding the builtin tiny model ``builtin``."""
     from vlmr1_trainer.vlm.builtin import MARKER, ensure_builtin
 
-    root = tmp_path_factory.mktemp("tiny")
-    built = ensure_builtin("tiny-qwen2.5-vl", cache_root=root / "cache")
+    built = ensure_builtin(builtin, cache_root=root / "cache")
 
     def write(folder: Path) -> None:
         for path in built.iterdir():
@@ -51,6 +52,11 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> CheckpointInfo:
                 shutil.copy(path, folder / path.name)
 
     return save_checkpoint(root / "run", 3, write, metrics={"reward": 0.25})
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> CheckpointInfo:
+    return checkpoint_of("tiny-qwen2.5-vl", tmp_path_factory.mktemp("tiny"))
 
 
 def http(url: str, body: dict[str, Any] | None = None, timeout: float = 60) -> tuple[int, bytes]:
@@ -63,11 +69,11 @@ def http(url: str, body: dict[str, Any] | None = None, timeout: float = 60) -> t
         return exc.code, exc.read()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint: CheckpointInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("serve")
+@contextlib.contextmanager
+def serving(checkpoint: CheckpointInfo, tmp: Path) -> Iterator[dict[str, Any]]:
+    """`python -m vlmr1_serving` on ``checkpoint`` (CPU, 127.0.0.1), healthy, until the block ends."""
     spec = {
-        "model": {"uri": str(tiny_checkpoint.path), "digest": tiny_checkpoint.digest},
+        "model": {"uri": str(checkpoint.path), "digest": checkpoint.digest},
         "engine": {"name": "transformers", "limitImagesPerPrompt": 1, "args": {"max-new-tokens": 6, "threads": 1}},
         "resources": {"accelerator": "cpu", "devicesPerReplica": 0},
     }
@@ -109,6 +115,12 @@ def server(tiny_checkpoint: CheckpointInfo, tmp_path_factory: pytest.TempPathFac
         log.close()
 
 
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: CheckpointInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with serving(tiny_checkpoint, tmp_path_factory.mktemp("serve")) as running:
+        yield running
+
+
 def image_data_url() -> str:
     from PIL import Image
 
@@ -143,6 +155,18 @@ def test_chat_completion_with_an_image(server: dict[str, Any]) -> None:
     assert metrics["vlmr1_serving_prompt_tokens_total"] >= usage["prompt_tokens"]
     assert metrics["vlmr1_serving_requests_running"] == 0.0
     assert metrics["vlmr1_serving_requests_waiting"] == 0.0
+
+
+@pytest.mark.parametrize("builtin", ["tiny-qwen3-vl", "tiny-qwen3.5", "tiny-glm4.1v"])
+def test_every_family_answers_a_chat_request_with_an_image(builtin: str, tmp_path: Path) -> None:
+    """The CPU engine serves each newer family's checkpoint as it serves Qwen2.5-VL's."""
+    with serving(checkpoint_of(builtin, tmp_path / "tiny"), tmp_path) as running:
+        status, body = http(running["base"] + "/v1/chat/completions", chat_body())
+    assert status == 200, body
+    reply = json.loads(body)
+    assert isinstance(reply["choices"][0]["message"]["content"], str)
+    assert 1 <= reply["usage"]["completion_tokens"] <= 5
+    assert reply["usage"]["prompt_tokens"] > 20  # the image's placeholder tokens are in the prompt
 
 
 def test_models_and_refusals(server: dict[str, Any]) -> None:

@@ -64,6 +64,7 @@ class RemoteReward:
         *,
         environ: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        prefix: str = "",
     ) -> None:
         self.__name__ = label
         self.name = label
@@ -84,6 +85,8 @@ class RemoteReward:
             scheme = f"{spec.auth_scheme} " if spec.auth_scheme else ""
             self.headers[spec.auth_header] = f"{scheme}{token}"
         self.sleep = sleep
+        self.prefix = prefix
+        """Put before every completion (the model family's completion_prefix)."""
         self._executor: ThreadPoolExecutor | None = None
         self.failures = 0
 
@@ -99,7 +102,7 @@ class RemoteReward:
             self._executor = None
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        texts = [completion_text(c) for c in completions]
+        texts = [self.prefix + completion_text(c) for c in completions]
         columns = {
             k: _jsonable(v)
             for k, v in kwargs.items()

@@ -146,8 +146,12 @@ class ScoredReward:
     batch (``last_outcomes``, for the debug dumps).
     """
 
-    def __init__(self, reward: Reward, budget: float, pool: WorkerPool | None = None, index: int = 0) -> None:
+    def __init__(
+        self, reward: Reward, budget: float, pool: WorkerPool | None = None, index: int = 0, prefix: str = ""
+    ) -> None:
         self.reward = reward
+        self.prefix = prefix
+        """Put before every completion (the model family's completion_prefix)."""
         self.budget = budget
         self.pool = pool if reward.cpu_bound else None
         self.index = index
@@ -161,7 +165,7 @@ class ScoredReward:
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         texts, samples = self.reward.samples(completions, kwargs)
-        results = self.score(texts, samples)
+        results = self.score([self.prefix + t for t in texts] if self.prefix else texts, samples)
         self.last_outcomes = [r.outcome for r in results]
         counts = {outcome: self.last_outcomes.count(outcome) for outcome in ("timeout", "error")}
         for outcome in self.last_outcomes:

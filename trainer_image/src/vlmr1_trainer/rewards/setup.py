@@ -183,7 +183,12 @@ def scored_rewards(
     pool of worker processes (started here, once; the caller closes it at the end of the run)."""
     from vlmr1_trainer.rewards.pool import WorkerPool, default_workers
     from vlmr1_trainer.rewards.registry import Reward
+    from vlmr1_trainer.rewards.remote import RemoteReward
     from vlmr1_trainer.rewards.scoring import ScoredReward
+    from vlmr1_trainer.vlm.registry import get_family
+
+    # What the chat template wrote at the start of the model's turn is part of its answer.
+    prefix = get_family(config.model.resolved_family).completion_prefix
 
     heavy = {
         i: (spec.name, spec.params)
@@ -200,7 +205,9 @@ def scored_rewards(
     for i, (reward, spec) in enumerate(zip(rewards, config.rewards, strict=True)):
         if isinstance(reward, Reward):
             budget = spec.timeout_seconds or config.scoring.timeout_seconds
-            out.append(ScoredReward(reward, budget, pool, index=i))
+            out.append(ScoredReward(reward, budget, pool, index=i, prefix=prefix))
         else:
+            assert isinstance(reward, RemoteReward)
+            reward.prefix = prefix
             out.append(reward)  # remote: bounded by its request timeout and retries
     return out, pool
