@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from vlmr1_cli import build_parser
+from vlmr1_core.accelerators import DEVICE_RESOURCE
 from vlmr1_operator.settings import ENV_PREFIX, PEERING_NAME, OperatorSettings
 
 from .conftest import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Helm, env_of, of_kind, one
@@ -100,6 +101,7 @@ def test_default_env_is_read_by_operator_settings(
     assert json.loads(env["VLMR1_OPERATOR_TRAINER_IMAGES"]) == default_values["trainerImages"]
     settings = OperatorSettings.from_env(env)
     assert settings.trainer_images == default_values["trainerImages"]
+    assert settings.device_resources == default_values["deviceResources"] == DEVICE_RESOURCE
     assert settings.master_port == default_values["masterPort"] == 29500
     assert settings.image_pull_policy == "IfNotPresent"
     # The chart's defaults are the operator's defaults: installing changes nothing silently.
@@ -286,6 +288,8 @@ def test_notes_explain_how_to_start_and_watch_a_job(helm: Helm, chart_copy: Path
         ({"watchNamespaces": ["a", "a"]}, "watchNamespaces: array items[0,1] must be unique"),
         ({"trainerImages": {"gpu": "x:1"}}, "trainerImages: Additional property gpu is not allowed"),
         ({"trainerImages": {"nvidia": ""}}, "trainerImages.nvidia: String length must be greater than or equal to 1"),
+        ({"deviceResources": {"cpu": "x/y"}}, "deviceResources: Additional property cpu is not allowed"),
+        ({"deviceResources": {"ascend": "Ascend910"}}, "deviceResources.ascend: Does not match pattern"),
         ({"masterPort": 70000}, "masterPort: Must be less than or equal to 65535"),
         ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of"),
         ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "metrics.serviceMonitor.interval: Does not match"),

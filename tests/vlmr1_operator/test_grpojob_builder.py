@@ -103,6 +103,32 @@ def test_accelerator_resources_and_backends() -> None:
         assert pod["spec"]["containers"][0]["image"] == OperatorSettings().trainer_images[accel]  # type: ignore[index]
 
 
+def test_device_resource_names_are_the_clusters_choice() -> None:
+    """A CCE or HAMi cluster names its NPUs differently; the settings' name is requested."""
+    job = load_job(REPO / "examples" / "grpojob-rec.yaml", resources={"accelerator": "ascend", "nodes": 2})
+    settings = OperatorSettings(device_resources={"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/ascend-1980"})
+    for pod in by_kind(build_grpojob(job, settings), "Pod"):
+        resources = pod["spec"]["containers"][0]["resources"]
+        assert "huawei.com/Ascend910" not in resources["limits"]
+        assert resources["limits"]["huawei.com/ascend-1980"] == resources["requests"]["huawei.com/ascend-1980"]
+
+
+def test_ascend_hccl_contract() -> None:
+    """HCCL_IF_IP is each pod's own IP; interface names come from the settings, only on Ascend."""
+    path = REPO / "examples" / "grpojob-rec.yaml"
+    job = load_job(path, resources={"accelerator": "ascend", "nodes": 2})
+    for pod in by_kind(build_grpojob(job, OperatorSettings()), "Pod"):
+        env = pod["spec"]["containers"][0]["env"]
+        (if_ip,) = [e for e in env if e["name"] == "HCCL_IF_IP"]
+        assert if_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        assert not {"HCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"} & {e["name"] for e in env}
+    settings = OperatorSettings(hccl_socket_ifname="eth0", gloo_socket_ifname="eth0")
+    pod = by_kind(build_grpojob(job, settings), "Pod")[1]
+    assert env_of(pod)["HCCL_SOCKET_IFNAME"] == env_of(pod)["GLOO_SOCKET_IFNAME"] == "eth0"
+    nvidia = by_kind(build_grpojob(load_job(path), settings), "Pod")[0]
+    assert not {"HCCL_IF_IP", "HCCL_SOCKET_IFNAME"} & {e["name"] for e in nvidia["spec"]["containers"][0]["env"]}
+
+
 def test_devices_per_node_is_requested_not_processes() -> None:
     job = load_job(REPO / "examples" / "grpojob-gui.yaml", resources={"processesPerNode": 2, "devicesPerNode": 4})
     pod = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]

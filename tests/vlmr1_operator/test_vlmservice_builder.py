@@ -55,6 +55,15 @@ def test_zero_downtime_rollout_pinned_to_the_digest(path: Path) -> None:
     assert other_template != deployment["spec"]["template"], "a new digest must change the pod template (a rollout)"
 
 
+def test_device_resource_names_are_the_clusters_choice() -> None:
+    settings = OperatorSettings.from_env(
+        {"VLMR1_OPERATOR_DEVICE_RESOURCES": '{"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910B"}'}
+    )
+    deployment = kind(build_vlmservice(load(REPO / "examples" / "vlmservice-xllm-ascend.yaml"), settings), "Deployment")
+    limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["huawei.com/Ascend910B"] == "1" and "huawei.com/Ascend910" not in limits
+
+
 def test_accelerator_resources_and_probes() -> None:
     vllm = kind(build_vlmservice(load(REPO / "examples" / "vlmservice-vllm.yaml"), OperatorSettings()), "Deployment")
     container = vllm["spec"]["template"]["spec"]["containers"][0]

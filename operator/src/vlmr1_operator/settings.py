@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from vlmr1_core.accelerators import Accelerator
+from vlmr1_core.accelerators import DEVICE_RESOURCE, Accelerator
 from vlmr1_core.api.vlmservice import Engine
 from vlmr1_core.apimodel import ApiModel
 from vlmr1_core.uri import DEFAULT_PVC_ROOT
@@ -46,6 +46,11 @@ class OperatorSettings(ApiModel):
 
     serving_images: dict[Engine, str] = Field(default_factory=lambda: dict(DEFAULT_SERVING_IMAGES))
     """Serving image per engine, used when a VLMService names none."""
+
+    device_resources: dict[Accelerator, str] = Field(default_factory=lambda: dict(DEVICE_RESOURCE))
+    """Extended resource name the cluster's device plugin gives each accelerator kind's devices
+    (defaults: NVIDIA's nvidia.com/gpu and MindCluster's huawei.com/Ascend910); pods request their
+    devices by it. Presets for other plugins (Huawei Cloud CCE, HAMi) are in docs/operator.md."""
 
     serving_metrics_port: int = Field(default=9500, ge=1, le=65535)
     """Port of the serving image's uniform metrics endpoint (vlmr1_serving_*)."""
@@ -90,6 +95,15 @@ class OperatorSettings(ApiModel):
 
     ascend_driver_gid: int = Field(default=1000, ge=0)
     """Group of the Ascend driver's device files (HwHiAiUser); serving pods on Ascend join it."""
+
+    hccl_socket_ifname: str | None = None
+    """HCCL_SOCKET_IFNAME of Ascend training pods (e.g. ``=eth0``); unset, it is left out. The pods
+    also get HCCL_IF_IP (their own IP), which CANN ranks above this name when choosing the host
+    interface."""
+
+    gloo_socket_ifname: str | None = None
+    """GLOO_SOCKET_IFNAME of Ascend training pods: the interface torch's gloo groups bind to;
+    unset lets gloo choose."""
 
     run_as_user: int = Field(default=1000, ge=1)
     """UID the generated pods run as (non-root)."""

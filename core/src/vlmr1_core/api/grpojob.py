@@ -36,7 +36,9 @@ class TrainingResources(ApiModel):
     """Where and how wide the training gang runs."""
 
     accelerator: Accelerator = "nvidia"
-    """nvidia (nvidia.com/gpu, NCCL), ascend (huawei.com/Ascend910, HCCL) or cpu (gloo; development)."""
+    """nvidia (NCCL), ascend (HCCL) or cpu (gloo; development). Devices are requested under the
+    resource name the operator's settings give the kind (nvidia.com/gpu, huawei.com/Ascend910 by
+    default)."""
 
     nodes: int = Field(default=1, ge=1, le=1024)
     """Pods in the gang (one per node); index 0 is the master."""

@@ -177,7 +177,8 @@ class ServingResources(ApiModel):
     """Accelerators and placement of each replica."""
 
     accelerator: Accelerator = "nvidia"
-    """nvidia (nvidia.com/gpu), ascend (huawei.com/Ascend910) or cpu."""
+    """nvidia, ascend or cpu. Devices are requested under the resource name the operator's
+    settings give the kind (nvidia.com/gpu, huawei.com/Ascend910 by default)."""
 
     devices_per_replica: int = Field(default=1, ge=0, le=64)
     """Accelerator devices per replica (0 with cpu)."""

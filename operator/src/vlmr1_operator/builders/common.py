@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -75,16 +76,21 @@ def _named_list(value: Any) -> bool:
 
 
 def container_resources(
-    cpu: str | int | None, memory: str | int | None, accelerator: Accelerator, devices: int
+    cpu: str | int | None,
+    memory: str | int | None,
+    accelerator: Accelerator,
+    devices: int,
+    device_resources: Mapping[Accelerator, str] = DEVICE_RESOURCE,
 ) -> dict[str, Any]:
     """Requests equal to limits (Guaranteed QoS: a training gang or a serving replica is
-    never the first evicted), with the accelerator's devices."""
+    never the first evicted), with the accelerator's devices under the resource name the
+    cluster's device plugin uses (``device_resources``, from the operator settings)."""
     amounts: dict[str, str] = {}
     if cpu is not None:
         amounts["cpu"] = quantity(cpu)
     if memory is not None:
         amounts["memory"] = quantity(memory)
-    resource = DEVICE_RESOURCE.get(accelerator)  # none on cpu
+    resource = device_resources.get(accelerator)  # none on cpu
     if devices and resource:
         amounts[resource] = str(devices)
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}

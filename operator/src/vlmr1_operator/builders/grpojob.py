@@ -145,7 +145,9 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
             {"name": "rendezvous", "containerPort": settings.master_port},
             {"name": "metrics", "containerPort": settings.trainer_metrics_port},
         ],
-        "resources": container_resources(res.cpu, res.memory, res.accelerator, res.resolved_devices_per_node),
+        "resources": container_resources(
+            res.cpu, res.memory, res.accelerator, res.resolved_devices_per_node, settings.device_resources
+        ),
         "volumeMounts": mounts,
         # A user error is one line on stderr and exit 2: the log's tail becomes the container's
         # termination message, which the operator puts in the Failed condition.
@@ -218,7 +220,16 @@ def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, r
         # the pod runs (kubectl exec python). Not on Ascend: the image's PYTHONPATH holds CANN's
         # packages, which a pod's value would replace.
         values["PYTHONPATH"] = folder
+    if res.accelerator == "ascend":
+        interfaces = {
+            "HCCL_SOCKET_IFNAME": settings.hccl_socket_ifname,
+            "GLOO_SOCKET_IFNAME": settings.gloo_socket_ifname,
+        }
+        values.update({name: value for name, value in interfaces.items() if value})
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    if res.accelerator == "ascend":
+        # HCCL's host-side address on multi-node jobs: the pod's own IP (downward API).
+        env.append({"name": "HCCL_IF_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     # The pod's CPU limit in whole cores (its node's CPUs when it has none): the trainer sizes
     # its reward-scoring pool from it.
     limit = {"resource": "limits.cpu", "divisor": "1"}

@@ -101,7 +101,9 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
             {"name": "http", "containerPort": spec.port},
             {"name": "metrics", "containerPort": settings.serving_metrics_port},
         ],
-        "resources": container_resources(res.cpu, res.memory, res.accelerator, res.devices_per_replica),
+        "resources": container_resources(
+            res.cpu, res.memory, res.accelerator, res.devices_per_replica, settings.device_resources
+        ),
         "volumeMounts": mounts,
         # Loading a large model takes minutes: the startup probe allows for it, then the
         # readiness probe takes over (a replica gets traffic only once it serves).
