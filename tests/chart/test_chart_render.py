@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ import yaml
 
 from vlmr1_cli import build_parser
 from vlmr1_core.accelerators import DEVICE_RESOURCE
-from vlmr1_operator.settings import ENV_PREFIX, PEERING_NAME, OperatorSettings
+from vlmr1_operator.builders.ascend import hccl_env
+from vlmr1_operator.settings import ENV_PREFIX, PEERING_NAME, HcclSettings, OperatorSettings
 
-from .conftest import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Helm, env_of, of_kind, one
+from .conftest import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, REPO, Helm, env_of, of_kind, one
 
 FULLNAME = f"{RELEASE}-vlmr1"
 
@@ -275,6 +277,52 @@ def test_notes_explain_how_to_start_and_watch_a_job(helm: Helm, chart_copy: Path
         assert f"svc/{FULLNAME}-metrics" in notes
 
 
+def test_ascend_values_reach_the_operator_settings(helm: Helm) -> None:
+    """A cluster's HCCL interfaces, ports and timeouts, device names and driver mounts, set as
+    chart values, are what the operator's settings read (the kinds left out keep their defaults)."""
+    hccl = {"socketIfname": "eth0", "connectTimeoutSeconds": 600, "hostSocketPortRange": "60000-60050"}
+    objects = helm.template(
+        {"ascend": {"hccl": hccl, "driverHostMounts": True}, "deviceResources": {"ascend": "huawei.com/ascend-1980"}}
+    )
+    settings = OperatorSettings.from_env(env_of(container(objects)))
+    assert (settings.hccl.socket_ifname, settings.hccl.connect_timeout_seconds) == ("eth0", 600)
+    assert settings.hccl.host_socket_port_range == "60000-60050"
+    assert settings.hccl.exec_timeout_seconds == OperatorSettings().hccl.exec_timeout_seconds
+    assert settings.hccl.gloo_socket_ifname is None
+    assert settings.ascend_driver_host_mounts is True
+    assert settings.device_resources["ascend"] == "huawei.com/ascend-1980"
+    assert settings.device_resources["ascend310p"] == DEVICE_RESOURCE["ascend310p"]
+
+
+def _doc_blocks(name: str) -> list[dict[str, Any]]:
+    text = (REPO / "docs" / name).read_text(encoding="utf-8")
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)]
+
+
+def test_ascend_doc_presets_are_chart_values_the_operator_reads(helm: Helm) -> None:
+    """Each device-plugin preset in docs/ascend.md installs, and pods request exactly its names."""
+    presets = _doc_blocks("ascend.md")
+    assert len(presets) == 3 and all(set(p) == {"deviceResources"} for p in presets)
+    for preset in presets:
+        settings = OperatorSettings.from_env(env_of(container(helm.template(preset))))
+        assert settings.device_resources == {**DEVICE_RESOURCE, **preset["deviceResources"]}
+
+
+def test_ascend_doc_lists_every_hccl_variable() -> None:
+    """The doc's HCCL table names each variable the operator sets (and no other)."""
+    text = (REPO / "docs" / "ascend.md").read_text(encoding="utf-8")
+    section = text.split("## The HCCL contract of multi-node jobs")[1].split("\n## ")[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, flags=re.M))
+    full = HcclSettings(
+        socket_ifname="eth0",
+        gloo_socket_ifname="eth0",
+        if_base_port=50000,
+        host_socket_port_range="auto",
+        npu_socket_port_range="auto",
+    )
+    assert documented == {e["name"] for e in hccl_env(full)}
+
+
 # --------------------------------------------------------------------------- refused values
 
 
@@ -291,6 +339,10 @@ def test_notes_explain_how_to_start_and_watch_a_job(helm: Helm, chart_copy: Path
         ({"deviceResources": {"cpu": "x/y"}}, "deviceResources: Additional property cpu is not allowed"),
         ({"deviceResources": {"ascend": "Ascend910"}}, "deviceResources.ascend: Does not match pattern"),
         ({"masterPort": 70000}, "masterPort: Must be less than or equal to 65535"),
+        ({"ascend": {"hccl": {"connectTimeoutSeconds": 60}}}, "connectTimeoutSeconds: Must be greater than or equal"),
+        ({"ascend": {"hccl": {"npuSocketPortRange": "61000-"}}}, "npuSocketPortRange: Does not match pattern"),
+        ({"ascend": {"hccl": {"timeout": 1}}}, "hccl: Additional property timeout is not allowed"),
+        ({"ascend": {"driverHostMounts": "yes"}}, "driverHostMounts: Invalid type"),
         ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of"),
         ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "metrics.serviceMonitor.interval: Does not match"),
         # Cross-field rules (the schema's if/then).

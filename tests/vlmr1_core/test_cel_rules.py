@@ -265,27 +265,47 @@ def test_replica_rules(lo: int, hi: int, count: int | None) -> None:
     agree(build(ReplicaRange, min=lo, max=hi, count=count))
 
 
-@given(accel=st.sampled_from(["nvidia", "ascend", "cpu"]), devices=small)
+@given(accel=st.sampled_from(["nvidia", "ascend", "ascend310p", "cpu"]), devices=small)
 def test_serving_resources_rules(accel: str, devices: int) -> None:
     agree(build(ServingResources, accelerator=accel, devices_per_replica=devices))
 
 
+dtypes = st.none() | st.sampled_from(["auto", "bfloat16", "float16", "float32"])
+extra_args = st.lists(st.sampled_from(["--dtype", "--dtype=bfloat16", "bfloat16", "--seed", "--dtypes"]), max_size=3)
+
+
 @given(
     engine=st.sampled_from(["vllm", "xllm", "vllm-ascend", "transformers"]),
-    accel=st.sampled_from(["nvidia", "ascend", "cpu"]),
+    accel=st.sampled_from(["nvidia", "ascend", "ascend310p", "cpu"]),
     tp=pos,
     devices=small,
     autoscaling=st.booleans(),
     lo=small,
     hi=pos,
+    dtype=dtypes,
+    extra=extra_args,
+    max_len=st.none() | st.integers(16, 32768),
 )
-@settings(max_examples=200)
-def test_service_rules(engine: str, accel: str, tp: int, devices: int, autoscaling: bool, lo: int, hi: int) -> None:
+@settings(max_examples=300)
+def test_service_rules(
+    engine: str,
+    accel: str,
+    tp: int,
+    devices: int,
+    autoscaling: bool,
+    lo: int,
+    hi: int,
+    dtype: str | None,
+    extra: list[str],
+    max_len: int | None,
+) -> None:
     agree(
         build(
             VLMServiceSpec,
             model=ServedModel(uri="pvc://c/p", digest="sha256:" + "0" * 64),
-            engine=EngineSpec(name=engine, tensor_parallel_size=tp),  # type: ignore[arg-type]
+            engine=build(
+                EngineSpec, name=engine, tensor_parallel_size=tp, dtype=dtype, extra_args=extra, max_model_len=max_len
+            ),
             resources=build(ServingResources, accelerator=accel, devices_per_replica=devices),
             replicas=build(ReplicaRange, min=lo, max=hi),
             autoscaling=AutoscalingSpec(target_tokens_per_second_per_replica=100) if autoscaling else None,

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 
 from vlmr1_core.api.manifest import load_manifest
-from vlmr1_core.api.vlmservice import VLMService
+from vlmr1_core.api.vlmservice import Engine, VLMService
 from vlmr1_operator.builders import build_vlmservice
 from vlmr1_operator.builders.common import to_yaml
 from vlmr1_operator.builders.vlmservice import endpoint
-from vlmr1_operator.settings import OperatorSettings
+from vlmr1_operator.settings import HcclSettings, OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -62,6 +62,50 @@ def test_device_resource_names_are_the_clusters_choice() -> None:
     deployment = kind(build_vlmservice(load(REPO / "examples" / "vlmservice-xllm-ascend.yaml"), settings), "Deployment")
     limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["huawei.com/Ascend910B"] == "1" and "huawei.com/Ascend910" not in limits
+
+
+def test_atlas_300i_duo_replica() -> None:
+    """310P devices under their own resource name (MindCluster's, or the CCE preset), the
+    vllm-ascend 310P image, the driver group; partial settings keep the other kinds' names."""
+    svc = load(REPO / "examples" / "vlmservice-vllm-ascend-310p.yaml")
+    pod = kind(build_vlmservice(svc, OperatorSettings()), "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["huawei.com/Ascend310P"] == "1"
+    assert container["image"] == OperatorSettings().serving_images["vllm-ascend-310p"]
+    assert container["image"] != OperatorSettings().serving_images["vllm-ascend"]
+    assert pod["securityContext"]["supplementalGroups"] == [OperatorSettings().ascend_driver_gid]
+    cce = OperatorSettings.from_env({"VLMR1_OPERATOR_DEVICE_RESOURCES": '{"ascend310p": "huawei.com/ascend-310"}'})
+    assert cce.device_resources["ascend"] == "huawei.com/Ascend910"  # kept, not dropped
+    pod = kind(build_vlmservice(svc, cce), "Deployment")["spec"]["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits["huawei.com/ascend-310"] == "1" and "huawei.com/Ascend310P" not in limits
+
+
+def test_multi_device_ascend_replicas_get_the_hccl_contract() -> None:
+    """An engine spread over several NPUs joins them with HCCL: the same environment as training
+    pods; a one-device replica needs none of it."""
+    one = load(REPO / "examples" / "vlmservice-xllm-ascend.yaml")
+    names = [
+        e["name"]
+        for e in kind(build_vlmservice(one, OperatorSettings()), "Deployment")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    ]
+    assert not [n for n in names if n.startswith("HCCL_")]
+    four = load(
+        REPO / "examples" / "vlmservice-xllm-ascend.yaml",
+        engine={"name": "xllm", "tensorParallelSize": 4},
+        resources={"accelerator": "ascend", "devicesPerReplica": 4},
+    )
+    settings = OperatorSettings(hccl=HcclSettings(socket_ifname="eth0", connect_timeout_seconds=300))
+    env = kind(build_vlmservice(four, settings), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    by_name = {e["name"]: e.get("value", e.get("valueFrom")) for e in env}
+    assert by_name["HCCL_IF_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert (by_name["HCCL_SOCKET_IFNAME"], by_name["HCCL_CONNECT_TIMEOUT"]) == ("eth0", "300")
+
+
+def test_every_engine_has_a_default_image() -> None:
+    assert set(get_args(Engine)) <= set(OperatorSettings().serving_images)
 
 
 def test_accelerator_resources_and_probes() -> None:

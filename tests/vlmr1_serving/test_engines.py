@@ -11,7 +11,7 @@ import yaml
 
 from vlmr1_serving.__main__ import main
 from vlmr1_serving.engines import ENGINES, EngineArgError, build_argv, known_options
-from vlmr1_serving.spec import parse_spec
+from vlmr1_serving.spec import SpecError, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -57,6 +57,29 @@ GOLDEN: dict[str, tuple[list[str], dict[str, Any]]] = {
                 "engine.maxModelLen=8192 is not applied: xllm has no context-length flag "
                 "(bound the batch with engine.args.max-tokens-per-batch)"
             ],
+        },
+    ),
+    "vlmservice-vllm-ascend-310p.yaml": (
+        [],
+        {
+            "argv": [
+                "vllm", "serve", "/mnt/pvc/vlmr1-models/VLM-R1-Qwen2.5VL-3B-OVD-0321",
+                "--host", "0.0.0.0", "--port", "8000",
+                "--served-model-name", "ovd-qwen25vl-3b-310p",
+                "--tensor-parallel-size", "1",
+                "--max-model-len", "16384",
+                "--dtype", "float16",
+                "--limit-mm-per-prompt", '{"image":10}',
+                "--max-num-seqs", "16",
+                "--enforce-eager",
+            ],
+            "env": {
+                "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1",
+                "ASCEND_RT_VISIBLE_DEVICES": "0",
+                "PYTORCH_NPU_ALLOC_CONF": "max_split_size_mb:256",
+            },
+            "notes": [],
         },
     ),
     "vlmservice-dev-cpu.yaml": (
@@ -190,6 +213,76 @@ def test_vllm_ascend_is_vllm_with_npu_env() -> None:
     assert out.argv[-2:] == ["--gpu-memory-utilization", "0.85"]
     assert out.env["ASCEND_RT_VISIBLE_DEVICES"] == "0,1"
     assert out.env["PYTORCH_NPU_ALLOC_CONF"] == "expandable_segments:True"
+
+
+def _310p(**engine: Any) -> Any:
+    return _spec({"name": "vllm-ascend", "maxModelLen": 4096, **engine}, accelerator="ascend310p")
+
+
+def test_vllm_ascend_on_310p_runs_float16_eager_with_vlm_r1_allocator() -> None:
+    out = build_argv(_310p(), "/ckpt", 8000, "m")
+    assert out.argv[out.argv.index("--dtype") + 1] == "float16"
+    assert out.argv.count("--dtype") == 1
+    assert "--enforce-eager" in out.argv
+    assert out.env["PYTORCH_NPU_ALLOC_CONF"] == "max_split_size_mb:256"
+    # The same engine on the 910 keeps the model's dtype and graph mode.
+    on_910 = build_argv(_spec({"name": "vllm-ascend"}), "/ckpt", 8000, "m")
+    assert "--dtype" not in on_910.argv and "--enforce-eager" not in on_910.argv
+
+
+@pytest.mark.parametrize(
+    ("args", "dtype", "eager_flags"),
+    [
+        ({"dtype": "float16"}, "float16", ["--enforce-eager"]),
+        ({"args": {"enforce-eager": False}}, "float16", ["--no-enforce-eager"]),
+        ({"args": {"enforce-eager": True}}, "float16", ["--enforce-eager"]),
+    ],
+)
+def test_explicit_310p_args_win_over_the_defaults(args: dict[str, Any], dtype: str, eager_flags: list[str]) -> None:
+    argv = build_argv(_310p(**args), "/ckpt", 8000, "m").argv
+    assert argv.count("--dtype") == 1 and argv[argv.index("--dtype") + 1] == dtype
+    assert [a for a in argv if a.endswith("enforce-eager")] == eager_flags
+
+
+@pytest.mark.parametrize(
+    ("engine", "field", "why"),
+    [
+        ({"dtype": "bfloat16"}, "engine.dtype", "has no bfloat16"),
+        ({"dtype": "auto"}, "engine.dtype", "float16 only"),
+        ({"extraArgs": ["--dtype=bfloat16"]}, "engine.extraArgs", "set engine.dtype"),
+        ({"maxModelLen": None}, "engine.maxModelLen", "out of memory"),
+        ({"name": "xllm"}, "engine.name", "xllm supports Atlas A2/A3 (ascend) only"),
+        ({"name": "vllm"}, "engine.name", "vllm on nvidia"),
+    ],
+)
+def test_specs_the_310p_cannot_run_are_refused_with_the_reason(engine: dict[str, Any], field: str, why: str) -> None:
+    data = {"name": "vllm-ascend", "maxModelLen": 4096, **engine}
+    data = {k: v for k, v in data.items() if v is not None}
+    model = {"uri": "/ckpt", "digest": DIGEST, "servedModelName": "m"}
+    spec = {"model": model, "engine": data, "resources": {"accelerator": "ascend310p", "devicesPerReplica": 1}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert why in str(err.value), str(err.value)
+    assert field in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("engine", "flags", "note"),
+    [
+        ({"name": "vllm", "dtype": "bfloat16"}, ["--dtype", "bfloat16"], None),
+        ({"name": "vllm-ascend", "dtype": "auto"}, ["--dtype", "auto"], None),
+        ({"name": "transformers", "dtype": "auto"}, ["--dtype", "auto"], None),
+        ({"name": "xllm", "dtype": "float16"}, [], "engine.dtype=float16 is not applied"),
+    ],
+)
+def test_dtype_is_a_field_each_engine_renders_or_notes(engine: dict[str, Any], flags: list[str], note: str) -> None:
+    out = build_argv(_spec(engine), "/ckpt", 8000, "m")
+    rendered = out.argv[out.argv.index("--dtype") : out.argv.index("--dtype") + 2] if "--dtype" in out.argv else []
+    assert rendered == flags
+    assert [n for n in out.notes if "dtype" in n] == ([] if note is None else [n for n in out.notes if note in n])
+    assert note is None or any(note in n for n in out.notes)
+    with pytest.raises(EngineArgError, match=r"set engine\.dtype instead"):
+        build_argv(_spec({"name": "vllm", "args": {"dtype": "float16"}}), "/ckpt", 8000, "m")
 
 
 def test_host_is_configurable_for_http_engines() -> None:

@@ -126,7 +126,8 @@ class Engine:
 
         self.settings = settings
         self.torch = torch
-        self.model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=getattr(torch, settings.dtype))
+        dtype = "auto" if settings.dtype == "auto" else getattr(torch, settings.dtype)
+        self.model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=dtype)
         self.model.to(settings.device)  # type: ignore[arg-type]
         self.model.eval()  # type: ignore[no-untyped-call]
         self.processor = AutoProcessor.from_pretrained(settings.model)  # type: ignore[no-untyped-call]
@@ -287,7 +288,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int)
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     return parser.parse_args(argv)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from vlmr1_core.accelerators import Accelerator
+from vlmr1_core.accelerators import ServingAccelerator
 from vlmr1_core.api.common import (
     Condition,
     DnsLabel,
@@ -23,13 +23,21 @@ from vlmr1_core.uri import Uri
 
 Engine = Literal["vllm", "xllm", "vllm-ascend", "transformers"]
 
-#: Which accelerators each engine runs on. The CEL rule is generated from this table.
-ENGINE_ACCELERATORS: dict[Engine, tuple[Accelerator, ...]] = {
+#: Which accelerators each engine runs on. The CEL rule and its message are generated from this
+#: table. xllm supports the Atlas A2/A3 generations only (JD's xllm docs), so not the 310P.
+ENGINE_ACCELERATORS: dict[Engine, tuple[ServingAccelerator, ...]] = {
     "vllm": ("nvidia",),
     "xllm": ("ascend",),
-    "vllm-ascend": ("ascend",),
+    "vllm-ascend": ("ascend", "ascend310p"),
     "transformers": ("cpu", "nvidia"),
 }
+
+#: Why an engine is missing from an accelerator, for the refusal's message.
+ENGINE_LIMITS: dict[Engine, str] = {
+    "xllm": "xllm supports Atlas A2/A3 (ascend) only, not the Atlas 300I Duo (ascend310p)",
+}
+
+ServingDtype = Literal["auto", "bfloat16", "float16", "float32"]
 
 VLMServicePhase = Literal["Pending", "Progressing", "Ready", "Failed"]
 
@@ -42,6 +50,12 @@ def _engine_accelerator_cel() -> str:
         for engine, accels in ENGINE_ACCELERATORS.items()
     ]
     return " || ".join(clauses)
+
+
+def _engine_accelerator_message() -> str:
+    runs = "; ".join(f"{engine} on {' or '.join(accels)}" for engine, accels in ENGINE_ACCELERATORS.items())
+    limits = "".join(f" ({why})" for why in ENGINE_LIMITS.values())
+    return f"engine and accelerator do not match: {runs}{limits}; change engine.name or resources.accelerator"
 
 
 class JobCheckpointRef(ApiModel):
@@ -102,6 +116,11 @@ class EngineSpec(ApiModel):
 
     max_model_len: int | None = Field(default=None, ge=16)
     """Context length (prompt + completion tokens). Unset: the model's."""
+
+    dtype: ServingDtype | None = None
+    """Weights and activations dtype: auto (the checkpoint's torch_dtype), bfloat16, float16 or
+    float32. Unset: the engine's default (vLLM: auto; the CPU engine: float32), float16 on
+    ascend310p, which has no bfloat16. xllm has no such flag."""
 
     limit_images_per_prompt: int = Field(default=4, ge=0, le=256)
     """Most images one request may carry."""
@@ -176,9 +195,10 @@ class AutoscalingSpec(ApiModel):
 class ServingResources(ApiModel):
     """Accelerators and placement of each replica."""
 
-    accelerator: Accelerator = "nvidia"
-    """nvidia, ascend or cpu. Devices are requested under the resource name the operator's
-    settings give the kind (nvidia.com/gpu, huawei.com/Ascend910 by default)."""
+    accelerator: ServingAccelerator = "nvidia"
+    """nvidia, ascend (Atlas A2/A3), ascend310p (Atlas 300I Duo: vllm-ascend only, float16, eager
+    by default) or cpu. Devices are requested under the resource name the operator's settings give
+    the kind (nvidia.com/gpu, huawei.com/Ascend910, huawei.com/Ascend310P by default)."""
 
     devices_per_replica: int = Field(default=1, ge=0, le=64)
     """Accelerator devices per replica (0 with cpu)."""
@@ -208,7 +228,7 @@ class ServingResources(ApiModel):
 
     @cel_rule(
         rule="self.accelerator == 'cpu' || self.devicesPerReplica >= 1",
-        message="devicesPerReplica must be at least 1 with accelerator nvidia or ascend",
+        message="devicesPerReplica must be at least 1 with an accelerator other than cpu",
         field_path=".devicesPerReplica",
     )
     def _devices_on_accelerators(self) -> bool:
@@ -239,14 +259,38 @@ class VLMServiceSpec(ApiModel):
     port: int = Field(default=8000, ge=1, le=65535)
     """Port of the OpenAI-compatible HTTP API."""
 
-    @cel_rule(
-        rule=_engine_accelerator_cel(),
-        message="engine and accelerator do not match: vllm runs on nvidia, xllm and vllm-ascend on ascend, "
-        "transformers on cpu or nvidia; change engine.name or resources.accelerator",
-        field_path=".engine.name",
-    )
+    @cel_rule(rule=_engine_accelerator_cel(), message=_engine_accelerator_message(), field_path=".engine.name")
     def _engine_fits_accelerator(self) -> bool:
         return self.resources.accelerator in ENGINE_ACCELERATORS[self.engine.name]
+
+    @cel_rule(
+        rule="self.resources.accelerator != 'ascend310p' || !has(self.engine.dtype) || self.engine.dtype == 'float16'",
+        message="the Atlas 300I Duo (ascend310p) has no bfloat16 and vllm-ascend runs it in float16 only: "
+        "remove engine.dtype (vlmr1 passes --dtype float16) or set it to float16",
+        field_path=".engine.dtype",
+    )
+    def _310p_float16(self) -> bool:
+        return self.resources.accelerator != "ascend310p" or self.engine.dtype in (None, "float16")
+
+    @cel_rule(
+        rule="self.resources.accelerator != 'ascend310p' || !has(self.engine.extraArgs) || "
+        "!self.engine.extraArgs.exists(a, a == '--dtype' || a.startsWith('--dtype='))",
+        message="on ascend310p the dtype is checked: set engine.dtype (float16) instead of --dtype in engine.extraArgs",
+        field_path=".engine.extraArgs",
+    )
+    def _310p_dtype_checked(self) -> bool:
+        return self.resources.accelerator != "ascend310p" or not any(
+            a == "--dtype" or a.startswith("--dtype=") for a in self.engine.extra_args
+        )
+
+    @cel_rule(
+        rule="self.resources.accelerator != 'ascend310p' || has(self.engine.maxModelLen)",
+        message="set engine.maxModelLen on ascend310p: vllm-ascend's 310P attention sizes its masks from the "
+        "context length, and the model's own (often 32k-128k) runs the 300I Duo out of memory",
+        field_path=".engine.maxModelLen",
+    )
+    def _310p_context_bound(self) -> bool:
+        return self.resources.accelerator != "ascend310p" or self.engine.max_model_len is not None
 
     @cel_rule(
         rule="self.resources.accelerator == 'cpu'"

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from vlmr1_core.accelerators import DEVICE_RESOURCE, Accelerator
+from vlmr1_core.accelerators import DEVICE_RESOURCE, ServingAccelerator
 from vlmr1_core.api.common import GROUP_VERSION
 
 Manifest = dict[str, Any]
@@ -78,9 +78,9 @@ def _named_list(value: Any) -> bool:
 def container_resources(
     cpu: str | int | None,
     memory: str | int | None,
-    accelerator: Accelerator,
+    accelerator: ServingAccelerator,
     devices: int,
-    device_resources: Mapping[Accelerator, str] = DEVICE_RESOURCE,
+    device_resources: Mapping[ServingAccelerator, str] = DEVICE_RESOURCE,
 ) -> dict[str, Any]:
     """Requests equal to limits (Guaranteed QoS: a training gang or a serving replica is
     never the first evicted), with the accelerator's devices under the resource name the

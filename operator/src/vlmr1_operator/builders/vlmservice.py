@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
-from vlmr1_core.api.vlmservice import VLMService
+from vlmr1_core.accelerators import ASCEND_KINDS
+from vlmr1_core.api.vlmservice import VLMService, VLMServiceSpec
 from vlmr1_core.uri import pvc_claim
+from vlmr1_operator.builders.ascend import driver_volumes, hccl_env
 from vlmr1_operator.builders.common import (
     Manifest,
     container_resources,
@@ -22,7 +24,7 @@ from vlmr1_operator.builders.common import (
     owner_reference,
     quantity,
 )
-from vlmr1_operator.settings import OperatorSettings
+from vlmr1_operator.settings import OperatorSettings, ServingImageKey
 
 CONTAINER = "engine"
 SPEC_FILE = "vlmservice.yaml"
@@ -33,6 +35,13 @@ DIGEST_ANNOTATION = "vlmr1.io/model-digest"
 #: Seconds a replica may take to load its model before the startup probe gives up.
 MODEL_LOAD_ALLOWANCE = 1800
 PROBE_PERIOD = 10
+
+
+def serving_image_key(spec: VLMServiceSpec) -> ServingImageKey:
+    """Which default serving image a spec runs: its engine's, or the 310P build of vllm-ascend."""
+    if spec.engine.name == "vllm-ascend" and spec.resources.accelerator == "ascend310p":
+        return "vllm-ascend-310p"
+    return spec.engine.name
 
 
 def build_vlmservice(svc: VLMService, settings: OperatorSettings) -> list[Manifest]:
@@ -85,7 +94,7 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
     health = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": PROBE_PERIOD}
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": spec.image or settings.serving_images[spec.engine.name],
+        "image": spec.image or settings.serving_images[serving_image_key(spec)],
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "vlmr1_serving", "--spec", f"{settings.config_path}/{SPEC_FILE}"],
         "env": [
@@ -118,9 +127,15 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
         "fsGroup": settings.run_as_user,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    if res.accelerator == "ascend":
+    if res.accelerator in ASCEND_KINDS:
         # The Ascend driver's device files belong to its HwHiAiUser group: join it, stay non-root.
         pod_security["supplementalGroups"] = [settings.ascend_driver_gid]
+        driver, driver_mounts = driver_volumes(settings)
+        volumes += driver
+        mounts += driver_mounts
+        if spec.engine.tensor_parallel_size > 1:
+            # The engine's processes, one per NPU, form an HCCL group inside the pod.
+            container["env"] += hccl_env(settings.hccl)
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,

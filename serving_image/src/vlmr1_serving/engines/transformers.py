@@ -24,7 +24,6 @@ PYTHON = "python"
 
 OPTIONS: dict[str, Option] = {
     "device": Option("--device", "str", "cpu (default), cuda or cuda:N"),
-    "dtype": Option("--dtype", "str", "float32 (default), bfloat16 or float16"),
     "max-new-tokens": Option("--max-new-tokens", "int", "completion tokens when a request sets no max_tokens"),
     "seed": Option("--seed", "int", "torch seed set before every sampled generation"),
     "threads": Option("--threads", "int", "torch CPU threads"),
@@ -35,6 +34,7 @@ RESERVED: dict[str, str] = {
     "served-model-name": "model.servedModelName",
     "limit-images-per-prompt": "engine.limitImagesPerPrompt",
     "max-model-len": "engine.maxModelLen",
+    "dtype": "engine.dtype",
     "port": "spec.port",
     "host": "nothing (vlmr1 binds 0.0.0.0)",
 }
@@ -47,6 +47,8 @@ def build(spec: VLMServiceSpec, model_path: str, port: int, served_name: str, *,
     argv += ["--served-model-name", served_name, "--limit-images-per-prompt", str(eng.limit_images_per_prompt)]
     if eng.max_model_len is not None:
         argv += ["--max-model-len", str(eng.max_model_len)]
+    if eng.dtype is not None:
+        argv += ["--dtype", eng.dtype]
     argv += render_options("transformers", eng.args, OPTIONS, style="separate", reserved=RESERVED)
     argv += list(eng.extra_args)
     notes = []

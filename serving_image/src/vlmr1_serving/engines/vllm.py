@@ -25,7 +25,6 @@ OPTIONS: dict[str, Option] = {
     ),
     "max-num-seqs": Option("--max-num-seqs", "int", "most sequences in one iteration (batch size)"),
     "max-num-batched-tokens": Option("--max-num-batched-tokens", "int", "most tokens in one iteration"),
-    "dtype": Option("--dtype", "str", "weights and activations dtype: auto, bfloat16, float16, float32"),
     "quantization": Option("--quantization", "str", "quantization method of the weights (awq, gptq, fp8, ...)"),
     "kv-cache-dtype": Option("--kv-cache-dtype", "str", "KV cache dtype: auto, fp8, ..."),
     "block-size": Option("--block-size", "int", "tokens per KV cache block"),
@@ -64,6 +63,7 @@ RESERVED: dict[str, str] = {
     "served-model-name": "model.servedModelName",
     "tensor-parallel-size": "engine.tensorParallelSize",
     "max-model-len": "engine.maxModelLen",
+    "dtype": "engine.dtype",
     "limit-mm-per-prompt": "engine.limitImagesPerPrompt",
     "port": "spec.port",
     "host": "nothing (vlmr1 binds 0.0.0.0 so the Service reaches the pod)",
@@ -79,6 +79,9 @@ def _argv(spec: VLMServiceSpec, model_path: str, port: int, served_name: str, en
     argv += ["--served-model-name", served_name, "--tensor-parallel-size", str(eng.tensor_parallel_size)]
     if eng.max_model_len is not None:
         argv += ["--max-model-len", str(eng.max_model_len)]
+    dtype = eng.dtype or ("float16" if spec.resources.accelerator == "ascend310p" else None)
+    if dtype is not None:
+        argv += ["--dtype", dtype]
     argv += ["--limit-mm-per-prompt", json.dumps({"image": eng.limit_images_per_prompt}, separators=(",", ":"))]
     argv += render_options(engine, eng.args, OPTIONS, style="separate", reserved=RESERVED)
     return argv + list(eng.extra_args)
@@ -97,12 +100,22 @@ def build_vllm_ascend(
     The Ascend device plugin mounts the replica's NPUs; inside the container they are
     logical devices 0..N-1, and ``ASCEND_RT_VISIBLE_DEVICES`` names them so the runtime
     uses exactly those (vLLM spreads tensor-parallel ranks over the visible devices).
+
+    On the Atlas 300I Duo (``ascend310p``) vLLM runs in float16 (the 310P has no bfloat16;
+    the spec refuses another ``engine.dtype``) and eager mode unless ``engine.args.enforce-eager`` says
+    otherwise (vllm-ascend's 310P support began eager-only; later releases capture decode
+    graphs), with VLM-R1's allocator setting from its 300I Duo guide.
     """
     devices = max(spec.resources.devices_per_replica, 1)
+    on_310p = spec.resources.accelerator == "ascend310p"
     env = {
         **BASE_ENV,
         "ASCEND_RT_VISIBLE_DEVICES": ",".join(str(i) for i in range(devices)),
-        # vllm-ascend's recommendation: fewer fragmentation OOMs with many image sizes.
-        "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True",
+        # 910: vllm-ascend's recommendation, fewer fragmentation OOMs with many image sizes.
+        # 310P: VLM-R1's (and vllm-ascend's 300I tutorial's) split cap for its smaller memory.
+        "PYTORCH_NPU_ALLOC_CONF": "max_split_size_mb:256" if on_310p else "expandable_segments:True",
     }
-    return Argv(_argv(spec, model_path, port, served_name, "vllm-ascend", host), env)
+    argv = _argv(spec, model_path, port, served_name, "vllm-ascend", host)
+    if on_310p and "enforce-eager" not in spec.engine.args:
+        argv.append("--enforce-eager")
+    return Argv(argv, env)

@@ -13,7 +13,8 @@ true (prefix cache, chunked prefill), so ``false`` must be expressible, and gfla
 a separate ``false`` word as a positional argument.
 
 xllm has no context-length flag (it sizes the KV cache from memory), so
-``engine.maxModelLen`` is reported in :attr:`Argv.notes` and not applied.
+``engine.maxModelLen`` is reported in :attr:`Argv.notes` and not applied; so is ``engine.dtype``
+(xllm runs the checkpoint's dtype).
 """
 
 from __future__ import annotations
@@ -96,4 +97,6 @@ def build(spec: VLMServiceSpec, model_path: str, port: int, served_name: str, *,
             f"engine.maxModelLen={eng.max_model_len} is not applied: xllm has no context-length flag "
             "(bound the batch with engine.args.max-tokens-per-batch)"
         )
+    if eng.dtype is not None:
+        notes.append(f"engine.dtype={eng.dtype} is not applied: xllm has no dtype flag (it runs the checkpoint's)")
     return Argv(argv, env, notes)
