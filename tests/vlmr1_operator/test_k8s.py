@@ -20,19 +20,36 @@ class FakeResponse:
         return None
 
 
-class FakeApi:
-    """Answers from a dict of (method, path) -> (status, body); records every request."""
+class FakeRest:
+    """The ApiClient's REST layer: answers from a dict of (method, path) -> (status, body)."""
 
     def __init__(self, answers: dict[tuple[str, str], tuple[int, Any]]) -> None:
         self.answers, self.requests = answers, []
 
-    def param_serialize(self, **kw: Any) -> tuple[str, str, dict[str, str], Any, list[Any]]:
-        return kw["method"], kw["resource_path"], kw["header_params"], kw["body"], []
-
-    def call_api(self, method: str, url: str, **kw: Any) -> FakeResponse:
-        self.requests.append((method, url, kw.get("body"), kw["header_params"]["Content-Type"]))
-        status, body = self.answers.get((method, url.split("?", maxsplit=1)[0]), (404, {"message": "not found"}))
+    def request(self, method: str, url: str, **kw: Any) -> FakeResponse:
+        assert url.startswith(FakeConfiguration.host)
+        path = url.removeprefix(FakeConfiguration.host)
+        self.requests.append((method, path, kw.get("body"), kw["headers"]["Content-Type"], kw["headers"]))
+        status, body = self.answers.get((method, path.split("?", maxsplit=1)[0]), (404, {"message": "not found"}))
         return FakeResponse(status, body)
+
+
+class FakeConfiguration:
+    host = "https://api.test:6443"
+
+    def auth_settings(self) -> dict[str, dict[str, str]]:
+        return {"BearerToken": {"in": "header", "key": "authorization", "value": "Bearer t0ken"}}
+
+
+class FakeApi:
+    """Stands in for kubernetes' ApiClient: its configuration and REST layer, as k8s._send uses them."""
+
+    def __init__(self, answers: dict[tuple[str, str], tuple[int, Any]]) -> None:
+        self.configuration, self.rest_client = FakeConfiguration(), FakeRest(answers)
+
+    @property
+    def requests(self) -> list[tuple[Any, ...]]:
+        return [r[:4] for r in self.rest_client.requests]
 
 
 CM = {
@@ -92,6 +109,27 @@ def test_errors_map_to_types(status: int, error: type[k8s.ApiError]) -> None:
     api = FakeApi({("POST", "/api/v1/namespaces/ns/configmaps"): (status, {"message": "why"})})
     with pytest.raises(error, match="why"):
         k8s.Kube(api).create(CM)
+
+
+def test_requests_carry_the_bearer_token_and_the_configured_host() -> None:
+    api = FakeApi({("GET", "/api/v1/namespaces/ns/pods"): (200, {"items": []})})
+    assert k8s.Kube(api).list(k8s.PODS, "ns", {"app": "x"}) == []
+    method, path, _, _, headers = api.rest_client.requests[0]
+    assert (method, path) == ("GET", "/api/v1/namespaces/ns/pods?labelSelector=app%3Dx")
+    assert headers["authorization"] == "Bearer t0ken"
+
+
+def test_an_unreachable_server_is_transient() -> None:
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    class Down(FakeRest):
+        def request(self, method: str, url: str, **kw: Any) -> FakeResponse:
+            raise MaxRetryError(None, url, NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+
+    api = FakeApi({})
+    api.rest_client = Down({})
+    with pytest.raises(k8s.Transient, match="ConnectionError"):
+        k8s.Kube(api).get(k8s.PODS, "ns", "p")
 
 
 def test_calls_outside_the_rbac_rules_are_refused() -> None:

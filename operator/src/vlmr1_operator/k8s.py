@@ -97,6 +97,26 @@ def resource_of(obj: dict[str, Any]) -> Resource:
     return RESOURCES[(obj["apiVersion"], obj["kind"])]
 
 
+def _send(api: Any, method: str, path: str, headers: dict[str, str], body: Any) -> Any:
+    """One request through the ApiClient's REST layer, which kubernetes 30 to 37 share.
+
+    ApiClient's own entry points changed shape across those releases (call_api's arguments,
+    param_serialize from 35 on), and the pins differ by extra: boto3's botocore holds
+    python-dateutil below 3, which kubernetes 37 requires. The REST layer serialises the
+    JSON body and sets up TLS and client certificates from the same configuration; the bearer
+    token (a refreshed service-account token in cluster) comes from its auth settings.
+    """
+    configuration = api.configuration
+    for auth in configuration.auth_settings().values():
+        if auth.get("in") == "header" and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+    response = api.rest_client.request(method, configuration.host + path, headers=headers, body=body,
+                                       _request_timeout=30)  # fmt: skip
+    if callable(getattr(response, "read", None)):  # 35+ read the body lazily; before, it is read
+        response.read()
+    return response
+
+
 class Kube:
     """JSON calls to the API server (sync: kopf runs sync handlers in its thread pool)."""
 
@@ -125,6 +145,7 @@ class Kube:
         subresource: str | None = None,
     ) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         name = resource.plural + (f"/{subresource}" if subresource else "")
         if not allowed(resource.group, name, verb):
@@ -134,20 +155,11 @@ class Kube:
             self.on_call(verb, name)
         full = path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        method_, url, headers_, body_, post = self.api.param_serialize(
-            method=method,
-            resource_path=full,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self.api.call_api(method_, url, header_params=headers_, body=body_, post_params=post,
-                                         _request_timeout=30)  # fmt: skip
-            response.read()
+            response = _send(self.api, method, full, headers, body)
         except ApiException as exc:
             raise _error(exc.status or 0, exc.reason or "", exc.body or "") from exc
-        except OSError as exc:  # connection refused or reset, DNS, timeouts
+        except (OSError, HTTPError) as exc:  # connection refused or reset, DNS, timeouts, retries spent
             raise Transient(0, "ConnectionError", str(exc)) from exc
         if response.status >= 400:
             raise _error(response.status, response.reason or "", response.data.decode("utf-8", "replace"))
@@ -282,7 +294,7 @@ def _default_client() -> Any:
     from kubernetes import client, config
 
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config()  # type: ignore[no-untyped-call, unused-ignore]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        config.load_kube_config()  # type: ignore[no-untyped-call, unused-ignore]
     return client.ApiClient()
