@@ -15,9 +15,10 @@ seed 2 (``OUT/data``).
 2. GRPO from SFT's last checkpoint, pinned by ``model.digest``: ``rec_iou`` + ``rec_format``,
    eight completions per question, the README job's loss settings.
 
-Both evaluate every checkpoint (and their starting model) with ``rec_acc`` (IoU >= 0.5) on the
-held-out set. Printed per phase: steps, seconds, rec_acc by step, and GRPO's rec_iou reward in
-the first and last quarter of its steps. Each run's folder is under ``OUT``.
+Both evaluate every checkpoint (and their starting model) on the held-out set with ``rec_acc``
+(VLM-R1's evaluation script: the box inside ``{...}``, IoU > 0.5) and ``rec_acc_reward`` (the
+training reward's parse: the first box literal, IoU >= 0.5). Printed per phase: steps, seconds,
+both by step, and GRPO's rec_iou reward in the first and last quarter of its steps. Each run's folder is under ``OUT``.
 """
 
 from __future__ import annotations
@@ -102,9 +103,10 @@ def report(name: str, run_dir: Path, seconds: float) -> None:
     from vlmr1_trainer.progress.curve import read_run
 
     curves = read_run(run_dir)
-    points = curves.evaluations.get("eval/held-out/rec_acc", [])
     print(f"{name}: {len(curves.steps)} steps, {seconds:.0f} s")
-    print("  rec_acc by step: " + "  ".join(f"{step}: {value:.3f}" for step, value in points))
+    for metric in ("rec_acc", "rec_acc_reward"):
+        points = curves.evaluations.get(f"eval/held-out/{metric}", [])
+        print(f"  {metric} by step: " + "  ".join(f"{step}: {value:.3f}" for step, value in points))
     gain = curves.gains().get("rec_iou")
     if gain is not None:
         print(f"  rec_iou reward: first quarter {gain[0]:.3f} -> last quarter {gain[1]:.3f} ({gain[2]:+.3f})")

@@ -188,6 +188,33 @@ def test_cli_verify_prints_the_digest_or_the_problems(tmp_path: Path, capsys: py
     assert "changed: model.safetensors" in err and "missing: optimizer/state.pt" in err
 
 
+def test_cli_pin_pins_a_downloaded_model_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "VLM-R1-Qwen2.5VL-3B-OVD-0321"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "sub" / "tokenizer.json").write_text("{}")
+    (model / ".manifest.json.partial").write_text("left by an interrupted pin")
+    assert _cli("checkpoints", "pin", str(model)) == 0
+    digest = capsys.readouterr().out.strip()
+    assert digest == checkpoints.manifest_digest((model / "manifest.json").read_bytes())
+    result = verify_checkpoint(model)
+    assert result.ok and result.digest == digest
+    manifest = json.loads((model / "manifest.json").read_bytes())
+    assert sorted(manifest["files"]) == ["config.json", "model.safetensors", "sub/tokenizer.json"]
+    assert manifest["files"]["model.safetensors"]["sha256"] == hashlib.sha256(b"weights").hexdigest()
+    # Pinning again changes nothing and prints the same digest; a changed file is refused.
+    assert _cli("checkpoints", "pin", str(model)) == 0
+    assert capsys.readouterr().out.strip() == digest
+    (model / "model.safetensors").write_bytes(b"other weights")
+    assert _cli("checkpoints", "pin", str(model)) == 1
+    assert "changed: model.safetensors" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _cli("checkpoints", "pin", str(empty)) == 1
+    assert "no files to pin" in capsys.readouterr().err
+
+
 def test_cli_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = _save(tmp_path, 1, 0.25)
     bad = _save(tmp_path, 2, 0.5)

@@ -103,35 +103,32 @@ def test_s3_uri_shape_is_checked(tmp_path: Path, fake_s3: Any) -> None:
 
 def test_without_boto3_the_error_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "boto3", None)  # makes `import boto3` raise ImportError
-    with pytest.raises(StorageError, match="pip install boto3"):
+    with pytest.raises(StorageError, match=r"pip install 'vlmr1\[s3\]'"):
         boto3_download("bucket", "key", tmp_path / "dest")
-    with pytest.raises(StorageError, match="pip install boto3"):
+    with pytest.raises(StorageError, match=r"pip install 'vlmr1\[s3\]'"):
         resolve_local_path("s3://bucket/key", cache_root=tmp_path)
 
 
-def test_an_s3_endpoint_that_fails_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """boto's errors (no credentials, no endpoint, access denied) become one StorageError with the fix."""
-    import types
+def test_an_s3_endpoint_that_does_not_answer_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """boto's connection error becomes one StorageError with the fix (the real client, a closed port)."""
+    import socket
 
-    class BotoCoreError(Exception):
-        pass
-
-    class ClientError(Exception):
-        pass
-
-    class Client:
-        def get_paginator(self, name: str) -> Any:
-            raise BotoCoreError("Could not connect to the endpoint URL: http://minio:9000/")
-
-    boto3 = types.SimpleNamespace(client=lambda service: Client())
-    exceptions = types.SimpleNamespace(BotoCoreError=BotoCoreError, ClientError=ClientError)
-    monkeypatch.setitem(sys.modules, "boto3", boto3)
-    monkeypatch.setitem(sys.modules, "botocore", types.SimpleNamespace(exceptions=exceptions))
-    monkeypatch.setitem(sys.modules, "botocore.exceptions", exceptions)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for name, value in {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(StorageError) as info:
         resolve_local_path("s3://data/train.jsonl", cache_root=tmp_path)
-    assert str(info.value) == (
-        "s3://data/train.jsonl: cannot download: Could not connect to the endpoint URL: http://minio:9000/; "
-        "to fix: check the bucket and key, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and "
-        "AWS_ENDPOINT_URL"
-    )
+    message = str(info.value)
+    assert message.startswith("s3://data/train.jsonl: cannot download: cannot list s3://data/train.jsonl: ")
+    assert f'Could not connect to the endpoint URL: "http://127.0.0.1:{port}/data' in message
+    assert message.endswith("to fix: check the uri, AWS_ENDPOINT_URL and that the store is up")

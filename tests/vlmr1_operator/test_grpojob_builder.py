@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from vlmr1_core.api.grpojob import GRPOJob
 from vlmr1_core.api.manifest import load_manifest
 from vlmr1_operator.builders import build_grpojob
+from vlmr1_operator.builders.ascend import DRIVER_PATHS
 from vlmr1_operator.builders.common import merge, to_yaml
-from vlmr1_operator.settings import OperatorSettings
+from vlmr1_operator.settings import HcclSettings, OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -114,19 +116,77 @@ def test_device_resource_names_are_the_clusters_choice() -> None:
 
 
 def test_ascend_hccl_contract() -> None:
-    """HCCL_IF_IP is each pod's own IP; interface names come from the settings, only on Ascend."""
+    """HCCL_IF_IP is each pod's own IP; timeouts always, interface names and ports from the
+    settings where the cluster set them; none of it outside Ascend."""
     path = REPO / "examples" / "grpojob-rec.yaml"
     job = load_job(path, resources={"accelerator": "ascend", "nodes": 2})
     for pod in by_kind(build_grpojob(job, OperatorSettings()), "Pod"):
         env = pod["spec"]["containers"][0]["env"]
         (if_ip,) = [e for e in env if e["name"] == "HCCL_IF_IP"]
         assert if_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
-        assert not {"HCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"} & {e["name"] for e in env}
-    settings = OperatorSettings(hccl_socket_ifname="eth0", gloo_socket_ifname="eth0")
-    pod = by_kind(build_grpojob(job, settings), "Pod")[1]
-    assert env_of(pod)["HCCL_SOCKET_IFNAME"] == env_of(pod)["GLOO_SOCKET_IFNAME"] == "eth0"
-    nvidia = by_kind(build_grpojob(load_job(path), settings), "Pod")[0]
-    assert not {"HCCL_IF_IP", "HCCL_SOCKET_IFNAME"} & {e["name"] for e in nvidia["spec"]["containers"][0]["env"]}
+        assert (env_of(pod)["HCCL_CONNECT_TIMEOUT"], env_of(pod)["HCCL_EXEC_TIMEOUT"]) == ("1200", "1800")
+        unset = {"HCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "HCCL_IF_BASE_PORT", "HCCL_HOST_SOCKET_PORT_RANGE"}
+        assert not unset & {e["name"] for e in env}
+    hccl = HcclSettings(
+        socket_ifname="eth0",
+        gloo_socket_ifname="eth1",
+        connect_timeout_seconds=600,
+        exec_timeout_seconds=3400,
+        if_base_port=50000,
+        host_socket_port_range="60000-60050",
+        npu_socket_port_range="auto",
+    )
+    pod = by_kind(build_grpojob(job, OperatorSettings(hccl=hccl)), "Pod")[1]
+    assert {k: v for k, v in env_of(pod).items() if k.startswith(("HCCL_", "GLOO_")) and k != "HCCL_IF_IP"} == {
+        "HCCL_WHITELIST_DISABLE": "1",
+        "HCCL_CONNECT_TIMEOUT": "600",
+        "HCCL_EXEC_TIMEOUT": "3400",
+        "HCCL_SOCKET_IFNAME": "eth0",
+        "GLOO_SOCKET_IFNAME": "eth1",
+        "HCCL_IF_BASE_PORT": "50000",
+        "HCCL_HOST_SOCKET_PORT_RANGE": "60000-60050",
+        "HCCL_NPU_SOCKET_PORT_RANGE": "auto",
+    }
+    assert pod["spec"]["securityContext"]["supplementalGroups"] == [OperatorSettings().ascend_driver_gid]
+    nvidia = by_kind(build_grpojob(load_job(path), OperatorSettings(hccl=hccl)), "Pod")[0]
+    assert not [e for e in nvidia["spec"]["containers"][0]["env"] if e["name"].startswith(("HCCL_", "GLOO_"))]
+    assert "supplementalGroups" not in nvidia["spec"]["securityContext"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("npuSocketPortRange", "61000-61050,61040", "overlap"),
+        ("hostSocketPortRange", "80-90", "1024-65535"),
+        ("hostSocketPortRange", "60050-60000", "low end first"),
+        ("hostSocketPortRange", "60000-", "should match pattern"),
+        ("connectTimeoutSeconds", 60, "greater than or equal to 120"),
+        ("ifBasePort", 65530, "less than or equal to 65520"),
+    ],
+)
+def test_hccl_settings_refuse_what_cann_refuses(field: str, value: object, problem: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        OperatorSettings.model_validate({"hccl": {field: value}})
+    assert problem in str(err.value)
+
+
+def test_driver_host_mounts_are_off_by_default_and_read_only_when_on() -> None:
+    job = load_job(REPO / "examples" / "grpojob-rec-ascend.yaml")
+    off = by_kind(build_grpojob(job, OperatorSettings()), "Pod")[0]
+    assert not [v for v in off["spec"]["volumes"] if "hostPath" in v]
+    on = by_kind(build_grpojob(job, OperatorSettings(ascend_driver_host_mounts=True)), "Pod")[0]
+    host = {v["name"]: v["hostPath"]["path"] for v in on["spec"]["volumes"] if "hostPath" in v}
+    assert host == {name: path for name, path, _ in DRIVER_PATHS}
+    mounts = {m["name"]: m for m in on["spec"]["containers"][0]["volumeMounts"] if m["name"] in host}
+    assert {m["mountPath"] for m in mounts.values()} == set(host.values())
+    assert all(m["readOnly"] for m in mounts.values())
+    nvidia = by_kind(
+        build_grpojob(
+            load_job(REPO / "examples" / "grpojob-rec.yaml"), OperatorSettings(ascend_driver_host_mounts=True)
+        ),
+        "Pod",
+    )[0]
+    assert not [v for v in nvidia["spec"]["volumes"] if "hostPath" in v]
 
 
 def test_devices_per_node_is_requested_not_processes() -> None:
@@ -218,7 +278,9 @@ def test_settings_from_env() -> None:
         {"VLMR1_OPERATOR_MASTER_PORT": "23456", "VLMR1_OPERATOR_TRAINER_IMAGES": '{"cpu": "x:1"}'}
     )
     assert settings.master_port == 23456
-    assert settings.trainer_images == {"cpu": "x:1"}
+    # A partial map replaces the kinds it names and keeps the others' defaults.
+    assert settings.trainer_images == {**OperatorSettings().trainer_images, "cpu": "x:1"}
+    assert settings.trainer_images["cpu"] != OperatorSettings().trainer_images["cpu"]
 
 
 def volume_of(pod: dict[str, Any], mount_path: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -104,6 +104,23 @@ def test_multi_device_ascend_replicas_get_the_hccl_contract() -> None:
     assert (by_name["HCCL_SOCKET_IFNAME"], by_name["HCCL_CONNECT_TIMEOUT"]) == ("eth0", "300")
 
 
+def pod_spec(svc: VLMService) -> dict[str, Any]:
+    spec: dict[str, Any] = kind(build_vlmservice(svc, OperatorSettings()), "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def test_secrets_reach_the_serving_container_by_reference() -> None:
+    secrets = {"hubToken": {"name": "hub", "key": "token"}, "objectStore": {"name": "s3-credentials"}}
+    svc = load(REPO / "examples" / "vlmservice-vllm.yaml", secrets=secrets)
+    (container,) = pod_spec(svc)["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    hf = [e for e in container["env"] if e["name"] == "HF_TOKEN"]
+    assert hf == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}}]
+    bare = load(REPO / "examples" / "vlmservice-vllm.yaml")
+    (container,) = pod_spec(bare)["containers"]
+    assert "envFrom" not in container and all(e["name"] != "HF_TOKEN" for e in container["env"])
+
+
 def test_every_engine_has_a_default_image() -> None:
     assert set(get_args(Engine)) <= set(OperatorSettings().serving_images)
 

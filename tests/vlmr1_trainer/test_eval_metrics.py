@@ -33,8 +33,8 @@ def test_docstring_examples() -> None:
 
 def test_metric_names() -> None:
     assert METRICS == {
-        "rec": ("rec_acc",),
-        "ovd": ("ap", "ap50"),
+        "rec": ("rec_acc", "rec_acc_reward"),
+        "ovd": ("ap", "ap50", "od_acc"),
         "math": ("math_acc",),
         "gui": ("gui_acc",),
         "mcq": ("mcq_acc",),
@@ -42,63 +42,94 @@ def test_metric_names() -> None:
 
 
 # --- REC: GT [0, 0, 10, 20] (area 200); [0, 0, 10, 10] has pixel-inclusive IoU exactly 0.5 ------
+# rec_acc reads answers as VLM-R1's src/eval/test_rec_r1.py does (a box between { and }, the
+# last such, IoU > 0.5); rec_acc_reward as the rec_acc training reward (first literal, >= 0.5).
+# tests/vlmr1_trainer/test_eval_rec_script.py has the parser's own cases.
 
 REC_GT = "<answer> [0, 0, 10, 20] </answer>"
-NO_BOX = "no [x1, y1, x2, y2] integer box in the first answer block"
+NO_BOX = "no [x1, y1, x2, y2] integer box between { and } in the first answer block"
 
-# (completion, extra columns, score, parsed, error)
-REC_CASES: list[tuple[str, dict[str, Any], float, Any, str | None]] = [
-    ("<think>left</think><answer>[0,0,10,20]</answer>", {}, 1.0, [0, 0, 10, 20], None),
-    ("<answer>[0, 0, 10, 10]</answer>", {}, 1.0, [0, 0, 10, 10], None),  # IoU exactly 0.5: a hit
-    ("<answer>[0,0,10,9]</answer>", {}, 0.0, [0, 0, 10, 9], None),  # IoU 0.45
-    ("<answer>[100,100,120,120]</answer>", {}, 0.0, [100, 100, 120, 120], None),
-    ("[0,0,10,20]", {}, 0.0, None, NO_BLOCK),
-    ("<answer>the dog on the left</answer>", {}, 0.0, None, NO_BOX),
-    ("<answer>[0.0, 0.0, 10.0, 20.0]</answer>", {}, 0.0, None, NO_BOX),  # VLM-R1's literal is integer-only
-    ("<answer>[0,0,10,20] or [100,100,120,120]</answer>", {}, 1.0, [0, 0, 10, 20], None),  # first box wins
-    ("<answer>[100,100,120,120] or [0,0,10,20]</answer>", {}, 0.0, [100, 100, 120, 120], None),
-    ("<answer>[100,100,120,120]</answer><answer>[0,0,10,20]</answer>", {}, 0.0, [100, 100, 120, 120], None),
+# (completion, extra columns, score, parsed, error, reward score)
+REC_CASES: list[tuple[str, dict[str, Any], float, Any, str | None, float]] = [
+    ('<think>left</think><answer>{"bbox_2d": [0,0,10,20]}</answer>', {}, 1.0, [0, 0, 10, 20], None, 1.0),
+    ('<answer>{"bbox_2d": [0, 0, 10, 10]}</answer>', {}, 0.0, [0, 0, 10, 10], None, 1.0),  # IoU 0.5: > fails
+    ('<answer>{"bbox_2d": [0, 0, 10, 11]}</answer>', {}, 1.0, [0, 0, 10, 11], None, 1.0),  # IoU 0.55
+    ('<answer>{"bbox_2d": [0,0,10,9]}</answer>', {}, 0.0, [0, 0, 10, 9], None, 0.0),  # IoU 0.45
+    ("<answer>[0,0,10,20]</answer>", {}, 0.0, None, NO_BOX, 1.0),  # a bare box: no braces, no answer
+    ("[0,0,10,20]", {}, 0.0, None, NO_BLOCK, 0.0),
+    ("<answer>the dog on the left</answer>", {}, 0.0, None, NO_BOX, 0.0),
+    ('<answer>{"bbox_2d": [0.0, 0.0, 10.0, 20.0]}</answer>', {}, 0.0, None, NO_BOX, 0.0),  # integers only
+    # Several boxes: the script takes the last one inside the braces, the reward the first.
+    ('<answer>{"a": [0,0,10,20], "b": [100,100,120,120]}</answer>', {}, 0.0, [100, 100, 120, 120], None, 1.0),
+    ('<answer>{"a": [100,100,120,120], "b": [0,0,10,20]}</answer>', {}, 1.0, [0, 0, 10, 20], None, 0.0),
+    (
+        '<answer>{"bbox_2d": [9,9,99,99]}</answer><answer>{"bbox_2d": [0,0,10,20]}</answer>',
+        {},
+        0.0,
+        [9, 9, 99, 99],
+        None,
+        0.0,
+    ),
     # Model-input frame 28x28 of a 10x20 image: [0, 0, 28, 28] is the whole image, the GT box.
     (
-        "<answer>[0,0,28,28]</answer>",
+        '<answer>{"bbox_2d": [0,0,28,28]}</answer>',
         {"image_size": [10, 20], "input_size": [28, 28]},
         1.0,
         [0.0, 0.0, 10.0, 20.0],
         None,
+        1.0,
     ),
-    ("<answer>[0,0,28,28]</answer>", {}, 0.0, [0, 0, 28, 28], None),  # the same box unscaled: a miss
+    ('<answer>{"bbox_2d": [0,0,28,28]}</answer>', {}, 0.0, [0, 0, 28, 28], None, 0.0),  # unscaled: a miss
     # A multi-image sample carries one size per image; the first image's sizes count.
     (
-        "<answer>[0,0,14,28]</answer>",
+        '<answer>{"bbox_2d": [0,0,14,28]}</answer>',
         {"image_size": [[20, 20], [500, 500]], "input_size": [[28, 28], [56, 56]]},
         1.0,
         [0.0, 0.0, 10.0, 20.0],
         None,
+        1.0,
     ),
 ]
 
 
-@pytest.mark.parametrize(("completion", "columns", "score", "parsed", "error"), REC_CASES)
-def test_rec_samples(completion: str, columns: dict[str, Any], score: float, parsed: Any, error: str | None) -> None:
+@pytest.mark.parametrize(("completion", "columns", "score", "parsed", "error", "reward"), REC_CASES)
+def test_rec_samples(
+    completion: str, columns: dict[str, Any], score: float, parsed: Any, error: str | None, reward: float
+) -> None:
     metrics, result = _single("rec", completion, {"solution": REC_GT, "source": "rec.jsonl:4", **columns})
     assert (result.score, result.parsed, result.error) == (score, parsed, error)
+    assert result.details["reward_score"] == reward
     assert (result.index, result.source, result.prediction, result.ground_truth) == (
         0,
         "rec.jsonl:4",
         completion,
         [0, 0, 10, 20],
     )
-    assert metrics == {"rec_acc": score, "samples": 1, "unparsed": int(parsed is None)}
+    assert metrics == {"rec_acc": score, "rec_acc_reward": reward, "samples": 1, "unparsed": int(parsed is None)}
 
 
 def test_rec_dataset_accuracy_counts_every_sample() -> None:
     completions = [c for c, *_ in REC_CASES]
     rows = [{"solution": REC_GT, "source": f"rec.jsonl:{i}", **cols} for i, (_, cols, *_) in enumerate(REC_CASES)]
     metrics, results = score_predictions("rec", completions, rows)
-    # 5 hits of 13; the 3 unparsed are misses in the denominator, not skipped.
-    assert metrics == {"rec_acc": 5 / 13, "samples": 13, "unparsed": 3}
-    assert [r.index for r in results] == list(range(13))
+    # 5 script hits and 7 reward hits of 14; the 4 unparsed are misses in the denominator, not skipped.
+    assert metrics == {"rec_acc": 5 / 14, "rec_acc_reward": 7 / 14, "samples": 14, "unparsed": 4}
+    assert [r.index for r in results] == list(range(14))
     json.dumps([asdict(r) for r in results])
+
+
+@pytest.mark.parametrize(
+    ("completion", "internvl", "qwen"),
+    [
+        ("<answer>[0,0,10,20]</answer>", 1.0, 0.0),  # InternVL's script needs no braces
+        ('<answer>{"a": [0,0,10,20], "b": [100,100,120,120]}</answer>', 1.0, 0.0),  # first box, not last
+        ("<answer>[0,0,10,10]</answer>", 0.0, 0.0),  # IoU 0.5 is still a miss
+    ],
+)
+def test_internvl_answers_are_read_with_vlm_r1s_internvl_script(completion: str, internvl: float, qwen: float) -> None:
+    row = {"solution": REC_GT, "source": "rec.jsonl:1"}
+    assert score_predictions("rec", [completion], [row], family="internvl")[0]["rec_acc"] == internvl
+    assert score_predictions("rec", [completion], [row], family="qwen2.5-vl")[0]["rec_acc"] == qwen
 
 
 # --- OVD ---------------------------------------------------------------------------------------
@@ -138,6 +169,8 @@ def test_ovd_is_pooled_over_the_dataset_not_a_mean_of_images() -> None:
     assert metrics["ap"] == pytest.approx(metrics["ap50"], abs=1e-15)  # exact boxes: every IoU threshold agrees
     assert (metrics["samples"], metrics["unparsed"]) == (2, 0)
     assert results[1].parsed == [MISS, CAT2] and results[1].ground_truth == [CAT2] and results[1].error is None
+    # Every OVD metric a bestMetric or a gate may name is measured (one GT box per image: od_acc too).
+    assert set(METRICS["ovd"]) <= set(metrics)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +217,15 @@ def test_ovd_unusable_predictions(completion: str, parsed: Any, error: str | Non
     metrics, result = _single("ovd", completion, {"solution": _solution([CAT1]), "source": "od.jsonl:9"})
     assert result.parsed == parsed
     assert result.error is None if error is None else (result.error or "").startswith(error)
-    assert metrics == {"ap": 0.0, "ap50": 0.0, "samples": 1, "unparsed": int(parsed is None)}
+    # test_od_r1.py's single-box accuracy finds no box in any of them either.
+    assert metrics == {
+        "ap": 0.0,
+        "ap50": 0.0,
+        "od_acc": 0.0,
+        "od_acc_samples": 1,
+        "samples": 1,
+        "unparsed": int(parsed is None),
+    }
 
 
 def test_ovd_dataset_without_predictions_and_without_gt() -> None:
@@ -194,6 +235,32 @@ def test_ovd_dataset_without_predictions_and_without_gt() -> None:
     metrics, results = score_predictions("ovd", ["<answer>None</answer>"], _rows("<answer> None </answer>", 1))
     assert metrics == {"ap": -1.0, "ap50": -1.0, "samples": 1, "unparsed": 0}  # COCO: no category counts
     assert results[0].score == 1.0  # od_ap50's None/None convention, an error-analysis aid only
+
+
+def test_ovd_single_box_accuracy_follows_test_od_r1() -> None:
+    """od_acc: the first item of the first json fence anywhere in the completion, IoU > 0.5,
+    over the samples whose ground truth is one box; the others are not counted."""
+    fence = "```json\n" + json.dumps([CAT1]) + "\n```"
+    later = "```json\n" + json.dumps([MISS]) + "\n```"
+    half = _det("cat", [0, 0, 10, 5])  # IoU with CAT1 exactly 0.5
+    samples = [
+        (f"<think>{fence}</think>no answer block", [CAT1], True),  # read without an answer block
+        (_answer([MISS, CAT2]), [CAT2], False),  # only the first item counts
+        (f"{fence} then {later}", [CAT1], True),  # the first fence, not the last
+        (_answer([half]), [CAT1], False),
+        ('<answer>```json {"bbox_2d": [0, 0, 10, 10]} ```</answer>', [CAT1], False),  # an object has no [0]
+        (_answer([CAT1]), [CAT1, DOG], None),  # two GT boxes: not a single-box sample
+    ]
+    rows = [{"solution": _solution(gt), "source": f"od.jsonl:{i}"} for i, (_, gt, _) in enumerate(samples, 1)]
+    metrics, results = score_predictions("ovd", [c for c, *_ in samples], rows)
+    assert (metrics["od_acc"], metrics["od_acc_samples"]) == (2 / 5, 5)
+    assert [r.details.get("od_correct") for r in results] == [hit for *_, hit in samples]
+    assert results[0].details["od_box"] == [0, 0, 10, 10] and results[0].parsed is None  # COCO needs the block
+    assert results[3].details["od_iou"] == 0.5
+    assert results[4].details["od_box"] == [0, 0, 0, 0]  # VLM-R1's placeholder for "no box"
+    # No single-box sample: no od_acc at all rather than a made-up value.
+    metrics, _ = score_predictions("ovd", [_answer([CAT1])], [{"solution": _solution([CAT1, DOG])}])
+    assert "od_acc" not in metrics and "od_acc_samples" not in metrics
 
 
 # --- math and GUI ------------------------------------------------------------------------------

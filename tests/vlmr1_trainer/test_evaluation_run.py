@@ -144,13 +144,19 @@ def test_the_runner_scores_what_the_model_generates(monkeypatch: pytest.MonkeyPa
             (w, h), (iw, ih) = row["image_size"], row["input_size"]
             x1, y1, x2, y2 = json.loads(row["solution"].split("<answer>")[1].split("</answer>")[0])
             box = [round(x1 * iw / w), round(y1 * ih / h), round(x2 * iw / w), round(y2 * ih / h)]
-            out.append(f"<think>.</think><answer>{box}</answer>" if i < 2 else "I do not know")
+            answer = json.dumps({"bbox_2d": box})  # the JSON answer VLM-R1's REC prompt asks for
+            out.append(f"<think>.</think><answer>{answer}</answer>" if i < 2 else "I do not know")
         return out
 
     monkeypatch.setattr(generate_module, "greedy_generate", answers)
     metrics = evaluate(policy, [EvalSet("val", "rec", str(SHAPES / "val.jsonl"), str(SHAPES / "images"), 3)],
                        output=tmp_path)  # fmt: skip
-    assert metrics == {"eval/val/rec_acc": pytest.approx(2 / 3), "eval/val/samples": 3, "eval/val/unparsed": 1}
+    assert metrics == {
+        "eval/val/rec_acc": pytest.approx(2 / 3),
+        "eval/val/rec_acc_reward": pytest.approx(2 / 3),
+        "eval/val/samples": 3,
+        "eval/val/unparsed": 1,
+    }
     samples = [json.loads(x) for x in (tmp_path / "val.samples.jsonl").read_text().splitlines()]
     assert [s["score"] for s in samples] == [1.0, 1.0, 0.0]
     assert samples[2]["parsed"] is None and samples[2]["error"]

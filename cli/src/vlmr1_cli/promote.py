@@ -33,7 +33,10 @@ already pinned (in the work tree, or on the target branch) changes nothing and e
 
 Gates (--require, repeatable) are NAME OP NUMBER, OP one of >= > <= < == !=, checked against the
 metrics in the verified manifest. NAME is a full metric name (reward, eval/refcoco-val/rec_acc) or
-the last part of exactly one (rec_acc).
+the last part of exactly one (rec_acc). Metrics measured after training by `vlmr1 eval` (in-process,
+through a serving endpoint, or from saved predictions) count too when passed with --eval-results: its
+metrics.json must record the digest of the checkpoint being promoted, and its values take precedence
+over the manifest's for the same names.
 """
 
 EPILOG = """\
@@ -82,6 +85,15 @@ def register(subparsers: Any) -> None:
         help="a gate the checkpoint's metrics must pass, e.g. 'rec_acc>=0.85' (repeatable)",
     )
     source.add_argument(
+        "--eval-results",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR|FILE",
+        help="a `vlmr1 eval` results folder (or its metrics.json) of this checkpoint, whatever produced the "
+        "predictions: its metrics are gated too (repeatable)",
+    )
+    source.add_argument(
         "--uri-prefix",
         metavar="PREFIX",
         help="with --run-dir: the uri serving pods see the checkpoints folder at (the VLMService pins "
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``vlmr1 promote``: exit 0 when promoted (or already promoted); a refusal is a
     PromoteError, which ``vlmr1.main`` prints (exit 2)."""
     from vlmr1_cli.gitops import PromoteError
+    from vlmr1_cli.gitops.evalresults import read_eval_results
     from vlmr1_cli.gitops.promote import Request, promote
     from vlmr1_cli.gitops.select import parse_gate, parse_selection
     from vlmr1_core.uri import pvc_root
@@ -137,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         push=args.push,
         remote=args.remote,
         dry_run=args.dry_run,
+        eval_results=[read_eval_results(path) for path in args.eval_results],
     )
     promote(request, reader)
     return 0
@@ -155,9 +169,9 @@ def kubernetes_reader(kubeconfig: str | None, context: str | None, namespace: st
             "folder with --run-dir"
         ) from exc
     try:
-        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call, unused-ignore]
         if namespace is None:
-            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call, unused-ignore]
             chosen = next((c for c in contexts if c.get("name") == context), active) if context else active
             namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
     except config.ConfigException as exc:

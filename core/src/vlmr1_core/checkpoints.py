@@ -43,9 +43,11 @@ __all__ = [
     "best_index",
     "checkpoint_dirs",
     "find_resumable",
+    "kept_by_pruning",
     "list_checkpoints",
     "manifest_digest",
     "metric_value",
+    "parse_manifest",
     "prune",
     "save_checkpoint",
     "select_checkpoint",
@@ -167,6 +169,46 @@ def manifest_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _write_manifest(folder: Path, step: int, metrics: Mapping[str, Any], config: Any) -> bytes:
+    """Hash every file of ``folder`` (flushed to disk first) and write its manifest last."""
+    files: dict[str, dict[str, Any]] = {}
+    for name in _files(folder):
+        path = folder / name
+        files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        _fsync(path)
+    data = _manifest_bytes(step, files, metrics, config)
+    partial = folder / f".{MANIFEST}.partial"
+    with partial.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    partial.rename(folder / MANIFEST)  # a reader sees the whole manifest or none
+    _fsync(folder)
+    return data
+
+
+def pin_folder(folder: Path | str, *, step: int = 0) -> str:
+    """Write the manifest of a model folder vlmr1 did not train (a published checkpoint,
+    downloaded), so it can be served and promoted by digest; return the digest.
+
+    Every file in the folder is pinned. A folder that already has a manifest is not
+    rewritten: its digest is returned when it verifies, and a ValueError lists the
+    problems when it does not (changed files need a new folder, not a new manifest).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    if (root / MANIFEST).exists():
+        result = verify_checkpoint(root)
+        if not result.ok or result.digest is None:
+            raise ValueError(f"{root} already has a {MANIFEST} that does not verify: " + "; ".join(result.problems()))
+        return result.digest
+    (root / f".{MANIFEST}.partial").unlink(missing_ok=True)  # an interrupted pin's
+    if not any(_files(root)):
+        raise ValueError(f"{root} holds no files to pin")
+    return manifest_digest(_write_manifest(root, step, {}, None))
+
+
 def _uri(base: str | None, path: Path) -> str:
     return f"{base.rstrip('/')}/{path.name}" if base else str(path)
 
@@ -202,16 +244,7 @@ def save_checkpoint(
         metrics = {**(metrics or {}), **(evaluate(tmp) if evaluate is not None else {})}
         if (tmp / MANIFEST).exists():
             raise ValueError(f"write_files_fn wrote {MANIFEST}, which is reserved for the checkpoint manifest")
-        files: dict[str, dict[str, Any]] = {}
-        for name in _files(tmp):
-            path = tmp / name
-            files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-            _fsync(path)
-        data = _manifest_bytes(step, files, metrics, _config_dict(config))
-        with (tmp / MANIFEST).open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        data = _write_manifest(tmp, step, metrics, _config_dict(config))
         if final.exists():
             # A re-save of the same step (after a resume): move the old one aside first, as
             # rename cannot replace a non-empty folder; a crash in between leaves only the new
@@ -239,6 +272,13 @@ def _read_manifest(path: Path, result: VerifyResult) -> dict[str, Any] | None:
     except OSError as exc:
         result.errors.append(f"cannot read {MANIFEST}: {exc}")
         return None
+    return parse_manifest(data, result)
+
+
+def parse_manifest(data: bytes, result: VerifyResult) -> dict[str, Any] | None:
+    """The manifest in ``data``, its digest, step and metrics recorded in ``result``; None (and
+    the problem in ``result.errors``) when it is not a valid manifest. File names that would
+    leave the checkpoint folder (absolute, ``..``) make it invalid."""
     try:
         manifest = json.loads(data)
     except ValueError as exc:
@@ -250,6 +290,10 @@ def _read_manifest(path: Path, result: VerifyResult) -> dict[str, Any] | None:
     files, step = manifest.get("files"), manifest.get("step")
     if not isinstance(files, dict) or not isinstance(step, int) or isinstance(step, bool):
         result.errors.append(f"{MANIFEST} lacks a files table or an integer step")
+        return None
+    unsafe = [name for name in files if not isinstance(name, str) or name.startswith("/") or ".." in name.split("/")]
+    if unsafe:
+        result.errors.append(f"{MANIFEST} names files outside the checkpoint: {unsafe[:3]}")
         return None
     result.digest = manifest_digest(data)
     result.step = step
@@ -417,19 +461,38 @@ def prune(
         raise ValueError(f"keep must be >= 1, got {keep}")
     root = Path(directory)
     checkpoints = [r for r in list_checkpoints(root, verify=False) if r.digest is not None]
-    kept = {r.path for r in checkpoints[:keep]}
-    if best_metric is not None:
-        best = best_index(
-            [(r.step or 0, r.metrics) for r in checkpoints], best_metric, greater_is_better=greater_is_better
-        )
-        if best is not None:
-            kept.add(checkpoints[best].path)
+    kept_steps = kept_by_pruning(
+        [(r.step or 0, r.metrics) for r in checkpoints], keep, best_metric, greater_is_better=greater_is_better
+    )
     removed = []
     for result in checkpoints:
-        if result.path not in kept:
+        if result.step not in kept_steps:
             shutil.rmtree(result.path)
             removed.append(result.path)
     for leftover in root.glob(f"{_TMP_PREFIX}*"):
         with contextlib.suppress(OSError):
             shutil.rmtree(leftover)
     return removed
+
+
+def kept_by_pruning(
+    candidates: Sequence[tuple[int, Mapping[str, Any]]],
+    keep: int,
+    best_metric: str | None = "reward",
+    *,
+    greater_is_better: bool = True,
+) -> set[int]:
+    """The steps pruning keeps of ``(step, metrics)`` candidates listed newest first: the first
+    ``keep``, and the best by ``best_metric`` (the rule for folders and for object storage alike).
+
+    >>> sorted(kept_by_pruning([(6, {"reward": 0.1}), (4, {"reward": 0.2}), (2, {"reward": 0.9})], 1))
+    [2, 6]
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    kept = {step for step, _ in candidates[:keep]}
+    if best_metric is not None:
+        best = best_index(candidates, best_metric, greater_is_better=greater_is_better)
+        if best is not None:
+            kept.add(candidates[best][0])
+    return kept

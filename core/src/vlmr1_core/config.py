@@ -24,16 +24,20 @@ from vlmr1_core.uri import Uri
 Task = Literal["rec", "ovd", "math", "gui", "mcq", "custom"]
 EvalTask = Literal["rec", "ovd", "math", "gui", "mcq"]
 
-#: Headline metrics of each evaluation task (vlmr1_trainer.evaluation computes them). In a
-#: checkpoint's metrics they are named ``eval/<dataset>/<metric>``.
+#: Metrics of each evaluation task (vlmr1_trainer.evaluation computes them), the headline
+#: first. In a checkpoint's metrics they are named ``eval/<dataset>/<metric>``. rec_acc follows
+#: VLM-R1's evaluation script, rec_acc_reward its training reward's parse; od_acc is the
+#: single-box accuracy of VLM-R1's OVD script (absent on a set without single-box samples).
 EVAL_METRICS: dict[EvalTask, tuple[str, ...]] = {
-    "rec": ("rec_acc",),
-    "ovd": ("ap", "ap50"),
+    "rec": ("rec_acc", "rec_acc_reward"),
+    "ovd": ("ap", "ap50", "od_acc"),
     "math": ("math_acc",),
     "gui": ("gui_acc",),
     "mcq": ("mcq_acc",),
 }
 _EVAL_METRIC_RE = r"^eval/[^/]+/(" + "|".join(m for ms in EVAL_METRICS.values() for m in ms) + r")$"
+#: Experiment trackers ``training.reportTo`` accepts: transformers' ``report_to`` names.
+Tracker = Literal["tensorboard", "mlflow", "wandb", "trackio"]
 ModelFamily = Literal["qwen2.5-vl", "qwen3-vl", "qwen3.5", "glm4.1v", "internvl"]
 
 #: Substrings of a model uri (lower-cased) that identify its family. The same table
@@ -305,6 +309,30 @@ class TrainingSpec(ApiModel):
 
     logging_steps: int = Field(default=1, ge=1)
     """Report progress every this many steps."""
+
+    report_to: list[Tracker] = Field(default_factory=list, max_length=4)
+    """Experiment trackers rank 0 sends every logged step to [report_to]: `tensorboard` (event files
+    in the run folder's tensorboard/, next to the checkpoints), `mlflow` (MLFLOW_TRACKING_URI),
+    `wandb` (WANDB_API_KEY, or WANDB_MODE=offline), `trackio` (where the image has it). Each run is
+    named runName and carries the job name, namespace and this config as parameters. Endpoints and
+    credentials come from the environment, in a GRPOJob from secrets.tracking. A tracker that
+    cannot be reached is a warning and training goes on without it. Default: none (docs/tracking.md)."""
+
+    project: str | None = Field(default=None, min_length=1, max_length=128)
+    """Project the runs are grouped in: the W&B and trackio project and the MLflow experiment
+    [project]. Unset: WANDB_PROJECT / MLFLOW_EXPERIMENT_NAME from the environment, else each
+    tracker's default (W&B and trackio `huggingface`, MLflow's Default experiment)."""
+
+    run_name: str | None = Field(default=None, min_length=1, max_length=128)
+    """Name of the run in the trackers [run_name]. Unset: the GRPOJob's name."""
+
+    @cel_rule(
+        rule="!has(self.reportTo) || self.reportTo.all(t, self.reportTo.exists_one(u, u == t))",
+        message="reportTo names a tracker twice; list each once",
+        field_path=".reportTo",
+    )
+    def _trackers_once(self) -> bool:
+        return len(set(self.report_to)) == len(self.report_to)
 
     @cel_rule(
         rule="!(has(self.maxSteps) && has(self.numEpochs))",

@@ -9,7 +9,8 @@ it here, and the defaults (where claims are mounted, where downloads are cached)
   ``/mnt/pvc``, the operator's ``pvcRoot`` setting, which it passes to the pods in that
   variable), so the uri names ``/mnt/pvc/<claim>/<path>``;
 * ``s3://bucket/key-or-prefix``: downloaded once into ``$VLMR1_CACHE_DIR/s3/<bucket>/<key>``
-  by a pluggable downloader (boto3 when installed; it is not a dependency of vlmr1);
+  by a pluggable downloader (default: boto3 through :mod:`vlmr1_core.objectstore`; the
+  trainer and serving extras install it, else ``pip install 'vlmr1[s3]'``);
 * ``hf://org/name`` and bare hub ids ``org/name``: model ids for ``from_pretrained``;
 * ``builtin://name``: a tiny random-weight model the trainer builds offline.
 
@@ -25,11 +26,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
 from vlmr1_core.errors import UserError
+
+if TYPE_CHECKING:
+    from vlmr1_core.objectstore import ObjectStore
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -183,12 +187,15 @@ def download_s3(bucket: str, key: str, *, downloader: Downloader | None = None, 
     """Fetch ``s3://bucket/key`` once into the cache and return its local path.
 
     The download goes to a temporary sibling and is renamed into place when complete, so
-    a crash never leaves a partial copy that a later run would take for the real one.
+    a crash never leaves a partial copy that a later run would take for the real one. With
+    the default downloader a cached checkpoint (a folder with a manifest) is compared with the
+    bucket's manifest each time and fetched again when it was rewritten (a step saved again
+    after a resume).
     """
     root = (cache_root or cache_dir()) / "s3" / bucket
     dest = root / key
     marker = dest.parent / f"{dest.name}{COMPLETE_MARKER}"
-    if marker.exists() and dest.exists():
+    if marker.exists() and dest.exists() and (downloader is not None or not _rewritten(bucket, key, dest)):
         return dest
     fetch = downloader or boto3_download
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -209,48 +216,66 @@ def download_s3(bucket: str, key: str, *, downloader: Downloader | None = None, 
     return dest
 
 
+def _rewritten(bucket: str, key: str, cached: Path) -> bool:
+    from vlmr1_core.checkpoints import MANIFEST
+    from vlmr1_core.objectstore import ObjectStoreUnavailableError, S3Store
+
+    local = cached / MANIFEST
+    if not local.is_file():
+        return False
+    try:
+        remote = S3Store(bucket).get_bytes(f"{key}/{MANIFEST}")
+    except ObjectStoreUnavailableError:
+        return False  # the cached copy is still verified by whoever reads it
+    return remote is not None and remote != local.read_bytes()
+
+
 def boto3_download(bucket: str, key: str, dest: Path) -> None:
-    """Default :data:`Downloader`: boto3 with its usual credentials and ``AWS_ENDPOINT_URL``.
+    """Default :data:`Downloader`, through :class:`vlmr1_core.objectstore.S3Store` (boto3, its
+    credential chain and ``AWS_ENDPOINT_URL``).
 
-    A key that is an object is written to ``dest``; otherwise every object below
-    ``key/`` is written under the folder ``dest``.
+    A key that is an object is written to ``dest``. A prefix holding a ``manifest.json`` is a
+    checkpoint: exactly the files its manifest lists are fetched and verified
+    (:func:`vlmr1_core.checkpoint_store.download_checkpoint`); a ``checkpoint-<step>`` prefix
+    without one is an incomplete upload and refused. Any other prefix is written as the folder
+    ``dest``, every object below it.
     """
-    try:
-        import boto3  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as exc:
-        raise StorageError(
-            "s3:// uris need boto3, which vlmr1 does not install: pip install boto3 "
-            "(credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, endpoint from AWS_ENDPOINT_URL)"
-        ) from exc
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-not-found, unused-ignore]
+    from vlmr1_core.objectstore import ObjectStoreUnavailableError, S3Store
 
     try:
-        _boto3_fetch(boto3.client("s3"), bucket, key, dest)
-    except (BotoCoreError, ClientError) as exc:
-        # No credentials, an endpoint that does not answer, access denied, no such bucket: all
-        # the user's to fix, and boto's own message says which.
+        _fetch(S3Store(bucket), bucket, key, dest)
+    except ObjectStoreUnavailableError as exc:
+        # Reading is done before anything runs: an endpoint that never answers is a setting to fix.
         raise StorageError(
             f"s3://{bucket}/{key}: cannot download: {exc}",
-            fix="check the bucket and key, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) "
-            "and AWS_ENDPOINT_URL",
+            fix="check the uri, AWS_ENDPOINT_URL and that the store is up",
         ) from exc
 
 
-def _boto3_fetch(client: Any, bucket: str, key: str, dest: Path) -> None:
-    prefix = key.rstrip("/") + "/"
-    objects: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-        objects.extend(str(item["Key"]) for item in page.get("Contents", []))
-    if key in objects:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, key, str(dest))
+def _fetch(store: ObjectStore, bucket: str, key: str, dest: Path) -> None:
+    from vlmr1_core.checkpoint_store import download_checkpoint
+    from vlmr1_core.checkpoints import MANIFEST
+
+    objects = store.list_objects(key)
+    if any(o.key == f"{key}/{MANIFEST}" for o in objects):
+        download_checkpoint(store, key, dest)
         return
-    for name in objects:
-        if not name.startswith(prefix) or name.endswith("/"):
+    if not objects:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        store.get_file(key, dest)
+        return
+    if re.match(r"^checkpoint-\d+$", key.rsplit("/", 1)[-1]):
+        raise StorageError(
+            f"s3://{bucket}/{key} is an incomplete checkpoint: it has no {MANIFEST} (an upload in progress or "
+            "interrupted)",
+            fix="name a complete checkpoint (`vlmr1 checkpoints list` shows them)",
+        )
+    for obj in objects:
+        relative = obj.key[len(key) + 1 :]
+        if not relative or relative.endswith("/"):
             continue
-        relative = name[len(prefix) :]
         if ".." in relative.split("/"):
-            raise StorageError(f"s3://{bucket}/{name}: refusing an object name with '..'")
+            raise StorageError(f"s3://{bucket}/{obj.key}: refusing an object name with '..'")
         target = dest / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, name, str(target))
+        store.get_file(obj.key, target)

@@ -4,7 +4,10 @@ Every uri form ends at a local folder that must be a vlmr1 checkpoint (a
 ``manifest.json`` with the sha256 of every file, :mod:`vlmr1_core.checkpoints`):
 
 * a path, or ``pvc://claim/path`` (the claim mounted under ``$VLMR1_PVC_ROOT``): used in place;
-* ``s3://bucket/prefix``: downloaded once into ``$VLMR1_CACHE_DIR/s3`` (pluggable downloader);
+* ``s3://bucket/prefix``: downloaded into ``$VLMR1_CACHE_DIR/s3`` (pluggable downloader; by
+  default boto3 with the pod's AWS_* variables): the manifest first, then exactly the files it
+  lists; a prefix without a manifest (an upload in progress or interrupted) is refused, and a
+  cached copy is fetched again when the bucket's manifest changed;
 * ``hf://org/name`` or ``hf://org/name@revision``: a checkpoint pushed to a hub repository
   *with its manifest.json* (the repository root is the checkpoint folder). There is no
   other way to pin hub weights to a vlmr1 digest, so a hub repository without a manifest

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckedInputs",
+    "check_checkpoint_store",
     "check_evaluation_data",
     "check_inputs",
     "check_model_digest",
@@ -156,6 +157,28 @@ def check_model_digest(config: TrainerConfig) -> None:
             fix="pin the digest `vlmr1 checkpoints verify` prints for it, or point model.uri at the checkpoint "
             "that has the pinned one",
         )
+
+
+def check_checkpoint_store(config: TrainerConfig, *, write: bool) -> None:
+    """For an ``s3://`` checkpoint.uri: credentials exist, the bucket lists, and (``write``) an
+    object can be written and deleted under the prefix; a UserError naming spec.checkpoint.uri
+    otherwise. Nothing for other uris."""
+    uri = config.checkpoint.uri
+    if not uri or not uri.startswith("s3://"):
+        return
+    from vlmr1_core.checkpoint_store import split_s3
+    from vlmr1_core.objectstore import S3Store, require_credentials
+
+    bucket, prefix = split_s3(uri)
+    try:
+        require_credentials(uri)
+        store = S3Store(bucket)
+        store.list_prefixes(prefix)
+        if write:
+            store.put_probe(prefix)
+    except UserError as exc:
+        exc.at(field="spec.checkpoint.uri")
+        raise
 
 
 def check_evaluation_data(config: TrainerConfig) -> None:

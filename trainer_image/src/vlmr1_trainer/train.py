@@ -70,6 +70,10 @@ class RunOptions:
     """VLM-R1's DEBUG_MODE: rank 0 dumps sampled completions and their rewards."""
     rank: int = 0
     """This process's global rank."""
+    job_name: str | None = None
+    """The job's name, which names the run in the trackers (unset: $VLMR1_JOB_NAME, else the run folder's name)."""
+    namespace: str | None = None
+    """The job's namespace, recorded with the run in the trackers (unset: $VLMR1_NAMESPACE)."""
 
 
 @dataclass
@@ -187,9 +191,17 @@ def training_kwargs(config: TrainerConfig, options: RunOptions) -> dict[str, Any
         "ddp_backend": DIST_BACKEND[options.accelerator] if options.world_size > 1 else None,
         "deepspeed": deepspeed_config(config, options.accelerator),
         "remove_unused_columns": False,  # the rewards read solution, image_size, ...; SFT its target
-        "report_to": [],
+        **tracking_arguments(config, options),
         "disable_tqdm": True,
     }
+
+
+def tracking_arguments(config: TrainerConfig, options: RunOptions) -> dict[str, Any]:
+    """report_to, run_name and project for the spec (:mod:`vlmr1_trainer.tracking`)."""
+    from vlmr1_trainer import tracking
+
+    identity = tracking.job_identity(options.output_dir, options.job_name, options.namespace)
+    return tracking.training_arguments(config, identity)
 
 
 def torch_dtype(config: TrainerConfig, accelerator: Accelerator) -> Any:
@@ -498,6 +510,9 @@ class QuestionTemplate:
 
 def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
     """Run the spec's method (GRPO or SFT) to the end (resuming from the newest verified checkpoint)."""
+    from vlmr1_trainer import tracking
+
+    tracking.check_installed(config)
     options.output_dir.mkdir(parents=True, exist_ok=True)
     resumed = find_resumable(options.output_dir / CHECKPOINTS) if options.resume else None
     resume_path = resumed.path if resumed else None
@@ -508,6 +523,8 @@ def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
         trainer, checkpoints, report = build_sft_trainer(config, options, resume_path)
     else:
         trainer, checkpoints, report = build_grpo_trainer(config, options, resume_path)
+    identity = tracking.job_identity(options.output_dir, options.job_name, options.namespace)
+    tracking.install(trainer, config, options.output_dir, identity)
     if resumed is not None:
         log.info("resuming from %s (step %d, %s)", resumed.path, resumed.step, resumed.digest)
     start_metrics: dict[str, float] = {}
@@ -518,7 +535,8 @@ def train(config: TrainerConfig, options: RunOptions) -> TrainResult:
                 options.on_start_evaluation(config.model.uri, start_metrics)
         _barrier()
     try:
-        trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
+        with tracking.tracking_environment(config, options.output_dir):
+            trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
     finally:
         pool = getattr(trainer, "reward_pool", None)
         if pool is not None:

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from vlmr1_core.accelerators import Accelerator
+    from vlmr1_core.checkpoints import CheckpointInfo
+    from vlmr1_trainer.mirror import CheckpointMirror
     from vlmr1_trainer.progress.curve import Curves
     from vlmr1_trainer.train import TrainResult
 
@@ -88,6 +90,9 @@ def load_config(path: Path) -> TrainerConfig:
 
 
 def output_dir(config: TrainerConfig, explicit: Path | None) -> Path:
+    """The run folder: ``--output``; else checkpoint.uri's folder (a path or pvc://); else, with no
+    uri or an s3:// one (then the local staging the checkpoints are uploaded from),
+    ``$VLMR1_OUTPUT_DIR`` or :data:`DEFAULT_POD_OUTPUT` (the pod's scratch volume)."""
     if explicit is not None:
         return explicit
     if config.checkpoint.uri and not config.checkpoint.uri.startswith("s3://"):
@@ -171,17 +176,30 @@ def run_training(
     metrics_port: int | None = None,
     debug: bool = False,
     stream: TextIO | None = None,
+    job_name: str | None = None,
+    namespace: str | None = None,
 ) -> TrainResult:
     """Train with progress reporting on rank 0: metrics.jsonl (progress and checkpoint
     events, what the operator reads), Prometheus gauges on `metrics_port`, a progress line."""
+    from vlmr1_trainer.mirror import CheckpointMirror
+    from vlmr1_trainer.preflight import check_checkpoint_store
     from vlmr1_trainer.progress import ProgressCallback, debug_enabled
     from vlmr1_trainer.train import RunOptions, train
 
     quiet_libraries()
+    # An s3:// checkpoint.uri: credentials and access checked before anything loads, and the
+    # newest complete checkpoint in the bucket brought into the run folder to resume from.
+    check_checkpoint_store(config, write=rank == 0)
+    mirror = CheckpointMirror.for_config(config, output)
+    if mirror is not None:
+        mirror.restore(resume=resume, rank=rank)
     progress = ProgressCallback(output, metrics_port=metrics_port)
     callbacks: list[TrainerCallback] = [progress]
     if rank == 0:
         callbacks.append(progress_line(stream or sys.stderr))
+    on_checkpoint: Callable[[CheckpointInfo], None] = progress.report_checkpoint
+    if mirror is not None:
+        on_checkpoint = _uploaded_first(mirror, progress.report_checkpoint)
     options = RunOptions(
         output_dir=output,
         accelerator=accelerator,
@@ -190,10 +208,12 @@ def run_training(
         resume=resume,
         checkpoint_uri=checkpoint_base_uri(config),
         callbacks=callbacks,
-        on_checkpoint=progress.report_checkpoint,
+        on_checkpoint=on_checkpoint,
         on_start_evaluation=progress.report_start_evaluation,
         debug=debug_enabled(flag=debug),
         rank=rank,
+        job_name=job_name,
+        namespace=namespace,
     )
     try:
         result = train(config, options)
@@ -202,6 +222,18 @@ def run_training(
     if rank == 0:
         draw_curve(result, output)
     return result
+
+
+def _uploaded_first(
+    mirror: CheckpointMirror, report: Callable[[CheckpointInfo], None]
+) -> Callable[[CheckpointInfo], None]:
+    """``report`` a checkpoint only once it is complete in the bucket: status never names one that is not."""
+
+    def publish_then_report(info: CheckpointInfo) -> None:
+        mirror.publish(info)
+        report(info)
+
+    return publish_then_report
 
 
 def draw_curve(result: TrainResult, output: Path) -> None:

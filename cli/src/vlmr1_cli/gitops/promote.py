@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from vlmr1_cli.gitops import PromoteError
 from vlmr1_cli.gitops.edit import EditResult, Pin, find_service, pin_model, write_atomically
+from vlmr1_cli.gitops.evalresults import EvalResults, gate_metrics
 from vlmr1_cli.gitops.git import GitError, Repo
 from vlmr1_cli.gitops.select import Candidate, Gate, GateResult, Selection, check_gates, choose
 from vlmr1_core.checkpoints import MANIFEST, list_checkpoints, manifest_digest, verify_checkpoint
@@ -51,6 +52,8 @@ class Request:
     push: bool = False
     remote: str = "origin"
     dry_run: bool = False
+    eval_results: Sequence[EvalResults] = ()
+    """`vlmr1 eval` records of the promoted checkpoint, gated like its manifest's metrics."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def promote(request: Request, read_job: JobReader | None = None, say: Say = prin
     say(f"{source.label}: {request.selection} is step {candidate.step} ({candidate.uri})")
     verified = verify(candidate, request.pvc_root)
     say(f"verified: {verified.files} files match the manifest, digest {verified.digest}")
-    gates = check_gates(request.gates, verified.metrics)
+    gates = check_gates(request.gates, gate_metrics(verified.metrics, verified.digest, request.eval_results))
     for gate in gates:
         say(f"gate passed: {gate}")
     pin = Pin(candidate.uri, verified.digest)

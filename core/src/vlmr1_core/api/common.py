@@ -119,6 +119,12 @@ class SecretsSpec(ApiModel):
     """Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally AWS_ENDPOINT_URL,
     AWS_REGION) for s3:// uris, loaded with envFrom."""
 
+    tracking: SecretRef | None = None
+    """Secret with the experiment trackers' settings and credentials (training.reportTo), loaded
+    with envFrom: e.g. MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or
+    MLFLOW_TRACKING_TOKEN, WANDB_API_KEY (WANDB_BASE_URL for a self-hosted W&B), and any other
+    MLFLOW_* / WANDB_* variable the trackers read."""
+
 
 class Condition(ApiModel):
     """A Kubernetes-style status condition."""

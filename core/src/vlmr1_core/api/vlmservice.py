@@ -14,9 +14,10 @@ from vlmr1_core.api.common import (
     LabelMap,
     ObjectMeta,
     Quantity,
+    SecretRef,
     Toleration,
 )
-from vlmr1_core.apimodel import ApiModel, cel_rule, defaulted
+from vlmr1_core.apimodel import ApiModel, SecretKeyRef, cel_rule, defaulted
 from vlmr1_core.checkpoints import DIGEST_PATTERN
 from vlmr1_core.config import ModelFamily
 from vlmr1_core.uri import Uri
@@ -235,6 +236,18 @@ class ServingResources(ApiModel):
         return self.accelerator == "cpu" or self.devices_per_replica >= 1
 
 
+class ServingSecrets(ApiModel):
+    """Credentials the serving pods need to fetch the checkpoint, by reference only."""
+
+    hub_token: SecretKeyRef | None = None
+    """Hugging Face hub token (becomes HF_TOKEN) for an `hf://` model that is gated or private."""
+
+    object_store: SecretRef | None = None
+    """Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally AWS_ENDPOINT_URL,
+    AWS_REGION) for an `s3://` model uri, loaded with envFrom. Unset, the pod has only what its
+    node or service account gives (e.g. IRSA on EKS)."""
+
+
 class VLMServiceSpec(ApiModel):
     """A served model."""
 
@@ -258,6 +271,9 @@ class VLMServiceSpec(ApiModel):
 
     port: int = Field(default=8000, ge=1, le=65535)
     """Port of the OpenAI-compatible HTTP API."""
+
+    secrets: ServingSecrets | None = None
+    """Credentials for fetching the checkpoint (hub token, object store)."""
 
     @cel_rule(rule=_engine_accelerator_cel(), message=_engine_accelerator_message(), field_path=".engine.name")
     def _engine_fits_accelerator(self) -> bool:

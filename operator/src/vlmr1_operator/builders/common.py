@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from vlmr1_core.accelerators import DEVICE_RESOURCE, ServingAccelerator
-from vlmr1_core.api.common import GROUP_VERSION
+from vlmr1_core.api.common import GROUP_VERSION, SecretRef
+from vlmr1_core.apimodel import SecretKeyRef
 
 Manifest = dict[str, Any]
 
@@ -94,6 +95,17 @@ def container_resources(
     if devices and resource:
         amounts[resource] = str(devices)
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def secret_env(
+    hub_token: SecretKeyRef | None, *whole: SecretRef | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Container ``env`` and ``envFrom`` entries for a spec's secrets: the hub token as HF_TOKEN,
+    each whole Secret (object store, trackers) as environment variables."""
+    env = []
+    if hub_token is not None:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": hub_token.name, "key": hub_token.key}}})
+    return env, [{"secretRef": {"name": ref.name}} for ref in whole if ref is not None]
 
 
 def quantity(value: str | int) -> str:

@@ -19,6 +19,7 @@ from vlmr1_core.accelerators import DIST_BACKEND, Accelerator
 from vlmr1_core.api.grpojob import GRPOJob
 from vlmr1_core.reward_config import REWARD_CODE_MOUNT, auth_env_var
 from vlmr1_core.uri import parse_uri, pvc_claim
+from vlmr1_operator.builders.ascend import driver_volumes, hccl_env
 from vlmr1_operator.builders.common import (
     LABEL_INDEX,
     LABEL_JOB,
@@ -31,6 +32,7 @@ from vlmr1_operator.builders.common import (
     metadata,
     owner_reference,
     quantity,
+    secret_env,
 )
 from vlmr1_operator.settings import OperatorSettings
 
@@ -54,8 +56,7 @@ COMM_ENV: dict[Accelerator, dict[str, str]] = {
     },
     "ascend": {
         "VLMR1_DIST_BACKEND": DIST_BACKEND["ascend"],
-        "HCCL_CONNECT_TIMEOUT": "1200",
-        "HCCL_EXEC_TIMEOUT": "1800",
+        # Timeouts, interfaces and ports come from the operator's HCCL settings (builders.ascend).
         "HCCL_WHITELIST_DISABLE": "1",
         "TORCH_DEVICE_BACKEND_AUTOLOAD": "1",
     },
@@ -157,8 +158,13 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    if spec.secrets and spec.secrets.object_store:
-        container["envFrom"] = [{"secretRef": {"name": spec.secrets.object_store.name}}]
+    # The namespace names the run in the experiment trackers (with VLMR1_JOB_NAME).
+    container["env"].append({"name": "VLMR1_NAMESPACE", "value": namespace})
+    # Whole Secrets as environment: object-store credentials, the trackers' endpoints and keys.
+    if spec.secrets:
+        _, env_from = secret_env(None, spec.secrets.object_store, spec.secrets.tracking)
+        if env_from:
+            container["envFrom"] = env_from
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
@@ -172,6 +178,9 @@ def build_pod(job: GRPOJob, index: int, settings: OperatorSettings, restart: int
         },
         "enableServiceLinks": False,
     }
+    if res.accelerator == "ascend":
+        # The driver's device files belong to its HwHiAiUser group: join it, stay non-root.
+        pod_spec["securityContext"]["supplementalGroups"] = [settings.ascend_driver_gid]
     if res.node_selector:
         pod_spec["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:
@@ -220,24 +229,15 @@ def _env(job: GRPOJob, index: int, settings: OperatorSettings, namespace: str, r
         # the pod runs (kubectl exec python). Not on Ascend: the image's PYTHONPATH holds CANN's
         # packages, which a pod's value would replace.
         values["PYTHONPATH"] = folder
-    if res.accelerator == "ascend":
-        interfaces = {
-            "HCCL_SOCKET_IFNAME": settings.hccl_socket_ifname,
-            "GLOO_SOCKET_IFNAME": settings.gloo_socket_ifname,
-        }
-        values.update({name: value for name, value in interfaces.items() if value})
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     if res.accelerator == "ascend":
-        # HCCL's host-side address on multi-node jobs: the pod's own IP (downward API).
-        env.append({"name": "HCCL_IF_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+        env += hccl_env(settings.hccl)
     # The pod's CPU limit in whole cores (its node's CPUs when it has none): the trainer sizes
     # its reward-scoring pool from it.
     limit = {"resource": "limits.cpu", "divisor": "1"}
     env.append({"name": "VLMR1_CPU_LIMIT", "valueFrom": {"resourceFieldRef": limit}})
-    secrets = job.spec.secrets
-    if secrets and secrets.hub_token:
-        ref = {"name": secrets.hub_token.name, "key": secrets.hub_token.key}
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    if job.spec.secrets:
+        env += secret_env(job.spec.secrets.hub_token)[0]
     # Each remote reward's token, in the variable the trainer reads for its label (a label named
     # twice reads one variable: the first secret given).
     tokens: dict[str, dict[str, str]] = {}
@@ -296,6 +296,10 @@ def _volumes(job: GRPOJob, settings: OperatorSettings) -> tuple[list[dict[str, A
     if code and code.config_map:
         volumes.append({"name": "reward-code", "configMap": {"name": code.config_map}})
         mounts.append({"name": "reward-code", "mountPath": REWARD_CODE_MOUNT, "readOnly": True})
+    if job.spec.resources.accelerator == "ascend":
+        driver, driver_mounts = driver_volumes(settings)
+        volumes += driver
+        mounts += driver_mounts
     return volumes, mounts
 
 

@@ -23,6 +23,7 @@ from vlmr1_operator.builders.common import (
     metadata,
     owner_reference,
     quantity,
+    secret_env,
 )
 from vlmr1_operator.settings import OperatorSettings, ServingImageKey
 
@@ -121,6 +122,11 @@ def build_deployment(svc: VLMService, settings: OperatorSettings) -> Manifest:
         "livenessProbe": {**health, "failureThreshold": 6},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if spec.secrets:
+        env, env_from = secret_env(spec.secrets.hub_token, spec.secrets.object_store)
+        container["env"] += env
+        if env_from:
+            container["envFrom"] = env_from
     pod_security: dict[str, Any] = {
         "runAsNonRoot": True,
         "runAsUser": settings.run_as_user,

@@ -121,6 +121,8 @@ def _run(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             metrics_port=args.metrics_port,
             debug=args.dump_completions,
+            job_name=job.metadata.name,
+            namespace=job.metadata.namespace,
         )
         print_summary(result, sys.stdout)
         return 0
@@ -142,5 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         module_args.append("--dump-completions")
     if args.metrics_port is not None:
         module_args += ["--metrics-port", str(args.metrics_port)]
-    procs = start_local_nodes(args.nnodes, args.nproc_per_node, module_args, output / "logs", current_environ())
+    # The manifest's name and namespace name the run in the trackers, as the operator's pod env does.
+    environ = current_environ() | {"VLMR1_JOB_NAME": job.metadata.name, "VLMR1_NAMESPACE": job.metadata.namespace or ""}
+    procs = start_local_nodes(args.nnodes, args.nproc_per_node, module_args, output / "logs", environ)
     return wait_all(procs)

@@ -3,14 +3,20 @@
 ``score_predictions(task, completions, rows)`` returns the task's metrics and one
 :class:`SampleResult` per sample (for error analysis):
 
-* ``rec``: ``rec_acc``, the share of samples whose first box literal of the first answer
-  block has IoU >= 0.5 with the ground truth (the ``rec_acc`` reward, rescaled to the
-  original image when the rows carry ``image_size`` and ``input_size``). A missing or
+* ``rec``: ``rec_acc``, the share of samples VLM-R1's evaluation script counts correct
+  (``src/eval/test_rec_r1.py``, or ``test_rec_r1_internvl.py`` for InternVL; see
+  :mod:`.rec_eval` for how it differs from the training reward): the box between ``{`` and
+  ``}`` in the first answer block, rescaled to the original image with the family's
+  ``image_size``/``input_size`` columns, IoU > 0.5. Also ``rec_acc_reward``: the share the
+  ``rec_acc`` training reward scores 1 (first box literal, IoU >= 0.5). A missing or
   malformed box is a miss; every sample is in the denominator.
 * ``ovd``: ``ap`` and ``ap50``, COCO AP@[.50:.95] and AP@.50 of the whole dataset
   (``coco_dataset_ap``: detections pooled over images, not a mean of per-image APs).
   Predictions are read as the ``od_*`` training rewards read them (last answer block,
   last json fence, no rescale) and score 1.0 each, so the dataset order is the rank order.
+  Also ``od_acc`` over the samples whose ground truth is one box (``od_acc_samples`` of
+  them; both absent when there are none): VLM-R1's ``src/eval/test_od_r1.py`` single-box
+  accuracy (first item of the first json fence, IoU > 0.5, no rescale).
 * ``math``: ``math_acc``, the share of samples the ``math`` reward verifies correct.
 * ``gui``: ``gui_acc``, the share of exact matches as the ``all_match`` reward defines them.
 * ``mcq``: ``mcq_acc``, the share of samples whose chosen letter is the answer's, as the ``mcq``
@@ -24,9 +30,9 @@ the sample's ``source`` (file:line); a malformed prediction never raises.
 ...     "rec", ["<answer>[0,0,10,10]</answer>", "no answer"],
 ...     [{"solution": "<answer> [0, 0, 10, 12] </answer>", "source": f"rec.jsonl:{i}"} for i in (1, 2)])
 >>> metrics
-{'rec_acc': 0.5, 'samples': 2, 'unparsed': 1}
->>> results[1].error
-'no <answer>…</answer> block'
+{'rec_acc': 0.0, 'rec_acc_reward': 0.5, 'samples': 2, 'unparsed': 2}
+>>> results[0].error
+'no [x1, y1, x2, y2] integer box between { and } in the first answer block'
 """
 
 from __future__ import annotations
@@ -35,11 +41,19 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vlmr1_core.config import EVAL_METRICS, EvalTask
 from vlmr1_core.errors import UserError
+from vlmr1_trainer.evaluation.rec_eval import (
+    THRESHOLD,
+    RecScript,
+    od_script_box,
+    rec_script_box,
+    rec_script_for,
+    script_iou,
+)
 from vlmr1_trainer.rewards._text import first_block, json_blocks, last_block
 from vlmr1_trainer.rewards.accuracy import MathReward
 from vlmr1_trainer.rewards.choice import AllMatchReward, MCQReward
@@ -80,8 +94,9 @@ class SampleResult:
 
     ``parsed`` is None exactly when the prediction is unparsed (``error`` says why):
 
-    * rec: the box ``[x1, y1, x2, y2]`` the metric used, in original-image pixels
-      (floats after a rescale); unparsed without an answer block or an integer box literal.
+    * rec: the box ``[x1, y1, x2, y2]`` VLM-R1's evaluation script compared, in
+      original-image pixels (floats after a rescale); unparsed without an answer block or
+      without an integer box literal where the script looks (between ``{`` and ``}``).
     * ovd: the well-formed predicted detections (items with a ``label`` and a
       ``bbox_2d`` of four numbers; those with a label in no ground truth of the dataset
       are listed but do not count); ``[]`` for the answers ``None`` and ``[]``;
@@ -91,10 +106,15 @@ class SampleResult:
       when it is empty. The rewards then compare the whole completion, as VLM-R1 does,
       so an unparsed prediction can still score 1.
 
-    ``score`` is 1.0 or 0.0 for rec, math and gui. For ovd it is the sample's own
-    ``od_ap50`` training reward (AP@.50 of this image alone, VLM-R1's conventions for
-    empty answers, -1 when every GT box is ignored), an error-analysis aid: it is NOT
-    the metric, and the dataset AP50 is not its mean.
+    ``details`` holds what else the metrics used: for rec ``iou`` (of the box the script
+    compared, ``[0, 0, 0, 0]`` when unparsed), ``reward_box`` and ``reward_score`` (the
+    training reward's reading); for an ovd sample with one ground-truth box ``od_box``,
+    ``od_iou`` and ``od_correct`` (test_od_r1.py's reading).
+
+    ``score`` is 1.0 or 0.0 for rec (VLM-R1's evaluation script), math and gui. For ovd it
+    is the sample's own ``od_ap50`` training reward (AP@.50 of this image alone, VLM-R1's
+    conventions for empty answers, -1 when every GT box is ignored), an error-analysis aid:
+    it is NOT the metric, and the dataset AP50 is not its mean.
     """
 
     index: int
@@ -104,15 +124,17 @@ class SampleResult:
     ground_truth: Any
     score: float
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def score_predictions(
-    task: EvalTask, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]
+    task: EvalTask, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]], *, family: str | None = None
 ) -> tuple[dict[str, float], list[SampleResult]]:
     """The task's metrics over all samples (headline metrics, ``samples``, ``unparsed``) and per-sample results.
 
     ``rows[i]`` holds sample i's dataset columns (``solution``, ``image_size``, ``input_size``, …)
-    and its ``source`` (``file:line``); ``completions[i]`` is its generated text.
+    and its ``source`` (``file:line``); ``completions[i]`` is its generated text. ``family``
+    (the model family that answered) picks VLM-R1's REC script: InternVL has its own.
 
     >>> score_predictions("gui", ["<answer>Click OK.</answer>", "<answer>cancel</answer>"],
     ...     [{"solution": "<answer> click ok </answer>"}] * 2)[0]
@@ -128,6 +150,13 @@ def score_predictions(
     sources = [str(row.get("source") or f"sample {i}") for i, row in enumerate(rows)]
     if task == "ovd":
         headline, results = _ovd(texts, rows, sources)
+    elif task == "rec":
+        script = rec_script_for(family)
+        results = [_rec_result(i, texts[i], rows[i], sources[i], script) for i in range(len(rows))]
+        headline = {
+            "rec_acc": math.fsum(r.score for r in results) / len(results),
+            "rec_acc_reward": math.fsum(r.details["reward_score"] for r in results) / len(results),
+        }
     else:
         scorer = _SCORERS[task]
         results = [scorer(i, texts[i], rows[i], sources[i]) for i in range(len(rows))]
@@ -155,7 +184,7 @@ def _is_number(value: Any) -> bool:
 _REC = RecAccReward()
 
 
-def _rec_result(index: int, text: str, row: Mapping[str, Any], source: str) -> SampleResult:
+def _rec_result(index: int, text: str, row: Mapping[str, Any], source: str, script: RecScript) -> SampleResult:
     with _data_errors(source, _REC_FIX):
         gt = ground_truth_box(row.get("solution"))
     # The reward scores a GT that is not a box 0.0 (as VLM-R1 does); here it is a data error.
@@ -164,13 +193,14 @@ def _rec_result(index: int, text: str, row: Mapping[str, Any], source: str) -> S
     if not (gt[0] < gt[2] and gt[1] < gt[3]):
         raise EvalDataError(source, f"the solution's box {gt!r} is empty or inverted", _REC_FIX)
     size_fix = "image_size and input_size must be [width, height] (the trainer adds them from the image and model)"
-    with _data_errors(source, size_fix):
-        box = _REC.predicted_box(text, row)
-        score = _REC.score(text, row)
-    error = None
-    if box is None:
-        error = NO_BLOCK if first_block(text) is None else "no [x1, y1, x2, y2] integer box in the first answer block"
-    return SampleResult(index, source, text, box, gt, float(score or 0.0), error)
+    with _data_errors(source, size_fix):  # the reward validates the size columns
+        reward_box = _REC.predicted_box(text, row)
+        reward_score = float(_REC.score(text, row) or 0.0)
+    reading = rec_script_box(text, script)
+    used, iou = script_iou(reading.box, gt, row.get("image_size"), row.get("input_size"))
+    details = {"iou": iou, "reward_box": reward_box, "reward_score": reward_score}
+    parsed = used if reading.box is not None else None
+    return SampleResult(index, source, text, parsed, gt, 1.0 if iou > THRESHOLD else 0.0, reading.error, details)
 
 
 # --- math, GUI and multiple choice ------------------------------------------------------------------------------
@@ -196,7 +226,6 @@ def _text_scorer(reward: Reward) -> Callable[[int, str, Mapping[str, Any], str],
 
 
 _SCORERS = {
-    "rec": _rec_result,
     "math": _text_scorer(MathReward()),
     "gui": _text_scorer(AllMatchReward()),
     "mcq": _text_scorer(MCQReward()),
@@ -258,8 +287,22 @@ def _ovd(
         parsed, error = _ovd_prediction(text)
         with _data_errors(source, _OVD_FIX):
             score = _OD_AP50.score(text, row)
-        results.append(SampleResult(i, source, text, parsed, gt_items, float(score or 0.0), error))
+        details = _od_single_box(text, gt_items)
+        results.append(SampleResult(i, source, text, parsed, gt_items, float(score or 0.0), error, details))
         images.append((gt, prediction_boxes(parsed or [])))
     # coco_dataset_ap drops the detections whose label is in no image's GT, as COCO does.
     ap, ap50 = coco_dataset_ap(images)
-    return {"ap": ap, "ap50": ap50}, results
+    headline: dict[str, float] = {"ap": ap, "ap50": ap50}
+    single = [r.details["od_correct"] for r in results if r.details]
+    if single:
+        headline |= {"od_acc": sum(single) / len(single), "od_acc_samples": len(single)}
+    return headline, results
+
+
+def _od_single_box(text: str, gt_items: Sequence[Any]) -> dict[str, Any]:
+    """test_od_r1.py's reading of a sample whose ground truth is one box; {} for other samples."""
+    if len(gt_items) != 1 or not isinstance(gt_items[0], Mapping):
+        return {}
+    reading = od_script_box(text)
+    used, iou = script_iou(reading.box, gt_items[0].get("bbox_2d"))
+    return {"od_box": used, "od_iou": iou, "od_correct": iou > THRESHOLD}

@@ -5,6 +5,10 @@ from that config's model with its pixel bounds, exactly as training saw images, 
 checkpoint (``adapter_config.json``) is applied to its base model and merged. A uri
 without a manifest (``hf://org/name``, ``builtin://...``, a model folder) is evaluated as it
 is: the baseline a trained checkpoint should beat.
+
+:func:`load_reference` is the same without the weights: what a served model or a file of
+saved predictions is scored as (its family's box convention and REC script, its processor
+for the model-input size Qwen2.5-VL boxes are in, its digest for the record).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ class Policy:
 
     family: VLMFamily
     model: Any
+    """None for a reference (:func:`load_reference`): predictions come from elsewhere."""
     processor: Any
+    """None for a reference given only a family."""
     uri: str
     digest: str | None = None
     """The checkpoint's digest (None for a plain model uri)."""
@@ -131,3 +137,59 @@ def load_policy(target: str, *, family: str | None = None, device: str | None = 
         policy = Policy(family=vlm.family, model=model.to(device), processor=vlm.processor, uri=target)
     policy.uri = target
     return policy
+
+
+def load_reference(
+    target: str | None, *, family: str | None = None, verify: bool = True, need_processor: bool = False
+) -> Policy:
+    """What produced predictions made elsewhere (an endpoint, a file): a checkpoint folder
+    (verified, its training config's processor and pixel bounds, its digest), a model uri (its
+    processor), or only ``family``. No weights are loaded. ``need_processor``: the family's
+    boxes are in model-input pixels and REC is scored, so a processor must give each image's
+    input size; only ``family`` is then an error saying what to pass.
+    """
+    from vlmr1_core.uri import StorageError, resolve_local_path
+    from vlmr1_trainer.vlm import get_family
+
+    if target is None:
+        if family is None:
+            raise PolicyError("without --checkpoint, pass --family: it says how the predictions write boxes")
+        chosen = get_family(family)
+        if need_processor and chosen.box_convention.kind == "model_input_pixels":
+            raise PolicyError(
+                f"{family} answers boxes in model-input pixels; to map them to the image, pass --checkpoint "
+                "with the checkpoint or model uri that made the predictions (only its processor is loaded)"
+            )
+        return Policy(family=chosen, model=None, processor=None, uri="")
+    path: Path | None = None
+    if target.startswith(("pvc://", "s3://")) or Path(target).is_dir():
+        try:
+            path = resolve_local_path(target)
+        except StorageError as exc:
+            raise PolicyError(str(exc)) from exc
+    config = checkpoint_config(path) if path is not None else None
+    digest = step = None
+    if path is not None and config is not None:
+        if verify:
+            result = verify_checkpoint(path)
+            if not result.ok:
+                raise PolicyError(
+                    f"{target} does not verify against its manifest: {'; '.join(result.problems())} "
+                    "(a tampered or incomplete checkpoint; pass --no-verify to use it anyway)"
+                )
+            digest, step = result.digest, result.step
+        spec = config.model
+        name: str | None = family or spec.resolved_family
+    else:
+        name = family or detect_family(target)
+        if name is None:
+            raise PolicyError(
+                f"cannot tell the model family of {target}; pass --family "
+                "(qwen2.5-vl, qwen3-vl, qwen3.5, glm4.1v or internvl)"
+            )
+        spec = ModelSpec.model_validate({"uri": target, "family": name})
+    assert name is not None
+    chosen = get_family(name)
+    processor = chosen.load_processor(spec.uri, revision=spec.revision, min_pixels=spec.min_pixels,
+                                      max_pixels=spec.max_pixels)  # fmt: skip
+    return Policy(family=chosen, model=None, processor=processor, uri=target, digest=digest, step=step, config=config)
