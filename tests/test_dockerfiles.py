@@ -37,6 +37,16 @@ ROOT_USERS = {"root", "0"}
 EXTRAS_RE = re.compile(r"""(?:^|[\s'"=])(?:\.|\.?/[\w./-]*|vlmr1)\[([^\]\s'"]+)\]""")
 SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|ACCESS_KEY|API_KEY)", re.IGNORECASE)
 HEREDOC_RE = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?")
+#: The dependency layers' one-line pyproject reader names its extras after the script:
+#: ``python -c '...print(...))' trainer gpu > /tmp/requirements...``.
+READER_EXTRAS_RE = re.compile(r"\)\)'((?:\s+[\w-]+)+)\s*>\s*/tmp/requirements")
+VERSION = PYPROJECT["project"]["version"]
+#: The OCI labels every runtime stage sets from build arguments (tests/images checks the values).
+LABELS = {
+    "org.opencontainers.image.version": "${VLMR1_VERSION}",
+    "org.opencontainers.image.revision": "${REVISION}",
+    "org.opencontainers.image.source": "${SOURCE_URL}",
+}
 
 
 @dataclass
@@ -179,6 +189,10 @@ def test_pip_extras_exist_in_pyproject(dockerfile: Path) -> None:
             resolved = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), group)
             assert "$" not in resolved, f"{rel(dockerfile)}:{ins.line}: cannot resolve extras {group!r}"
             named.update(e.strip() for e in resolved.split(",") if e.strip())
+    for ins in parse(dockerfile):
+        if ins.keyword == "RUN":
+            for group in READER_EXTRAS_RE.findall(ins.args):
+                named.update(group.split())
     unknown = named - EXTRAS
     assert not unknown, f"{rel(dockerfile)} installs extras {sorted(unknown)}; pyproject has {sorted(EXTRAS)}"
     if rel(dockerfile) == "trainer_image/Dockerfile":
@@ -247,3 +261,64 @@ def test_no_secrets_or_hard_coded_indexes(dockerfile: Path) -> None:
             assert not re.search(r"(--(extra-)?index-url|-i)[ =]+['\"]?https?://", ins.args), (
                 f"{rel(dockerfile)}:{ins.line}: hard-coded package index; take it from a build argument"
             )
+
+
+def test_base_images_are_build_arguments_defaulting_to_upstream(dockerfile: Path) -> None:
+    """Every base is chosen by a build argument (the tests pass a Debian-made one); the defaults
+    stay the real upstream images users build on."""
+    args = build_args(dockerfile)
+    names = {s.name for s in stages(dockerfile)}
+    for stage in stages(dockerfile):
+        if stage.base == "scratch" or stage.base in names:
+            continue
+        refs = re.findall(r"\$\{?(\w+)\}?", stage.base)
+        assert refs, f"{rel(dockerfile)}: stage {stage.name} has a fixed base {stage.base}; make it a build argument"
+        for ref in refs:
+            default = args.get(ref, "")
+            assert default and "localhost" not in default, f"{rel(dockerfile)}: ARG {ref} needs an upstream default"
+
+
+def test_runtime_stages_label_version_revision_and_source(dockerfile: Path) -> None:
+    assert build_args(dockerfile).get("VLMR1_VERSION") == VERSION, f"{rel(dockerfile)}: VLMR1_VERSION default"
+    for stage in runtime_stages(dockerfile):
+        labels = " ".join(i.args for i in stage.all("LABEL"))
+        for key, value in LABELS.items():
+            assert f'{key}="{value}"' in labels, f"{rel(dockerfile)}: stage {stage.name} lacks label {key}"
+        declared = {i.args.partition("=")[0] for i in stage.all("ARG")}
+        assert {"VLMR1_VERSION", "REVISION", "SOURCE_URL"} <= declared, f"{rel(dockerfile)}: {stage.name}"
+
+
+def test_dependency_layers_come_before_the_sources() -> None:
+    """The CPU images install their dependencies from pyproject.toml and constraints.txt alone,
+    so a code change rebuilds only the wheel layers (a warm CI build takes seconds)."""
+    for path, stage_name in [
+        ("operator/Dockerfile", "deps"),
+        ("trainer_image/Dockerfile", "cpu-deps"),
+        ("serving_image/Dockerfile", "transformers-deps"),
+    ]:
+        (stage,) = [s for s in stages(REPO / path) if s.name == stage_name]
+        copies = [flags_and_words(i.args)[1][:-1] for i in stage.all("COPY")]
+        assert copies == [["/src/pyproject.toml", "/src/constraints.txt"]], (path, copies)
+        assert any(READER_EXTRAS_RE.search(i.args) for i in stage.all("RUN")), path
+
+
+def test_every_default_serving_image_is_a_target_of_the_serving_dockerfile() -> None:
+    """The operator's default image per engine (…:VERSION-<key>) is built by `--target <key>`:
+    the header's build command names it, and each engine stage runs the shared setup script
+    (Ascend stages with the CANN scripts, so the engine sees CANN's environment)."""
+    from vlmr1_operator.settings import DEFAULT_SERVING_IMAGES
+
+    path = REPO / "serving_image" / "Dockerfile"
+    by_name = {s.name: s for s in stages(path)}
+    text = path.read_text(encoding="utf-8")
+    for key, image in DEFAULT_SERVING_IMAGES.items():
+        assert image.endswith(f":{VERSION}-{key}"), image
+        assert key in by_name, f"serving_image/Dockerfile has no --target {key} for {image}"
+        assert re.search(rf"--target {re.escape(key)}\s+-t {re.escape(image)}\s+\.", text), f"header lacks {key}"
+        if key == "transformers":
+            continue
+        runs = " ".join(i.args for i in by_name[key].all("RUN"))
+        ascend = key != "vllm"
+        expected = "engine-image-setup.sh $ASCEND_ENV_SCRIPTS" if ascend else "engine-image-setup.sh"
+        assert expected in runs, key
+        assert ("VLMR1_ENGINE_ENV_FILE" in env_of(by_name[key])) is ascend, key
