@@ -95,8 +95,19 @@ def load_files(path: Path, model: ModelSpec, *, device: str | None = None, famil
     return Policy(family=family, model=loaded.to(device), processor=processor, uri=str(path))
 
 
-def load_policy(target: str, *, family: str | None = None, device: str | None = None, verify: bool = True) -> Policy:
-    """A checkpoint folder (verified against its manifest unless ``verify`` is false) or a model uri."""
+@dataclass
+class _Located:
+    """Where a target's files are and, for a vlmr1 checkpoint, its config and verified identity."""
+
+    path: Path | None
+    config: TrainerConfig | None
+    digest: str | None = None
+    step: int | None = None
+
+
+def _locate(target: str, *, verify: bool) -> _Located:
+    """Resolve a checkpoint folder or pvc://, s3:// uri to local files (other uris stay remote),
+    and verify a vlmr1 checkpoint against its manifest unless ``verify`` is false."""
     from vlmr1_core.uri import StorageError, resolve_local_path
 
     path: Path | None = None
@@ -105,27 +116,39 @@ def load_policy(target: str, *, family: str | None = None, device: str | None = 
             path = resolve_local_path(target)
         except StorageError as exc:
             raise PolicyError(str(exc)) from exc
-    config = checkpoint_config(path) if path is not None else None
-    if path is not None and config is not None:
-        digest = step = None
-        if verify:
-            result = verify_checkpoint(path)
-            if not result.ok:
-                raise PolicyError(
-                    f"{target} does not verify against its manifest: {'; '.join(result.problems())} "
-                    "(a tampered or incomplete checkpoint; pass --no-verify to evaluate it anyway)"
-                )
-            digest, step = result.digest, result.step
-        policy = load_files(path, config.model, device=device, family_name=family)
-        policy.uri, policy.digest, policy.step, policy.config = target, digest, step, config
-        return policy
+    located = _Located(path, checkpoint_config(path) if path is not None else None)
+    if located.config is not None and verify:
+        assert path is not None
+        result = verify_checkpoint(path)
+        if not result.ok:
+            raise PolicyError(
+                f"{target} does not verify against its manifest: {'; '.join(result.problems())} "
+                "(a tampered or incomplete checkpoint; pass --no-verify to use it anyway)"
+            )
+        located.digest, located.step = result.digest, result.step
+    return located
+
+
+def _family_of(target: str, family: str | None) -> str:
+    """The family named, else the one a model uri's name tells."""
     name = family or detect_family(target)
     if name is None:
         raise PolicyError(
             f"cannot tell the model family of {target}; pass --family "
             "(qwen2.5-vl, qwen3-vl, qwen3.5, glm4.1v or internvl)"
         )
-    spec = ModelSpec.model_validate({"uri": target, "family": name})
+    return name
+
+
+def load_policy(target: str, *, family: str | None = None, device: str | None = None, verify: bool = True) -> Policy:
+    """A checkpoint folder (verified against its manifest unless ``verify`` is false) or a model uri."""
+    located = _locate(target, verify=verify)
+    path, config = located.path, located.config
+    if path is not None and config is not None:
+        policy = load_files(path, config.model, device=device, family_name=family)
+        policy.uri, policy.digest, policy.step, policy.config = target, located.digest, located.step, config
+        return policy
+    spec = ModelSpec.model_validate({"uri": target, "family": _family_of(target, family)})
     if path is not None:  # a plain model folder
         policy = load_files(path, spec, device=device)
     else:
@@ -148,7 +171,6 @@ def load_reference(
     boxes are in model-input pixels and REC is scored, so a processor must give each image's
     input size; only ``family`` is then an error saying what to pass.
     """
-    from vlmr1_core.uri import StorageError, resolve_local_path
     from vlmr1_trainer.vlm import get_family
 
     if target is None:
@@ -161,35 +183,16 @@ def load_reference(
                 "with the checkpoint or model uri that made the predictions (only its processor is loaded)"
             )
         return Policy(family=chosen, model=None, processor=None, uri="")
-    path: Path | None = None
-    if target.startswith(("pvc://", "s3://")) or Path(target).is_dir():
-        try:
-            path = resolve_local_path(target)
-        except StorageError as exc:
-            raise PolicyError(str(exc)) from exc
-    config = checkpoint_config(path) if path is not None else None
-    digest = step = None
-    if path is not None and config is not None:
-        if verify:
-            result = verify_checkpoint(path)
-            if not result.ok:
-                raise PolicyError(
-                    f"{target} does not verify against its manifest: {'; '.join(result.problems())} "
-                    "(a tampered or incomplete checkpoint; pass --no-verify to use it anyway)"
-                )
-            digest, step = result.digest, result.step
+    located = _locate(target, verify=verify)
+    config = located.config
+    if config is not None:
         spec = config.model
-        name: str | None = family or spec.resolved_family
+        name = family or spec.resolved_family
     else:
-        name = family or detect_family(target)
-        if name is None:
-            raise PolicyError(
-                f"cannot tell the model family of {target}; pass --family "
-                "(qwen2.5-vl, qwen3-vl, qwen3.5, glm4.1v or internvl)"
-            )
+        name = _family_of(target, family)
         spec = ModelSpec.model_validate({"uri": target, "family": name})
-    assert name is not None
     chosen = get_family(name)
     processor = chosen.load_processor(spec.uri, revision=spec.revision, min_pixels=spec.min_pixels,
                                       max_pixels=spec.max_pixels)  # fmt: skip
-    return Policy(family=chosen, model=None, processor=processor, uri=target, digest=digest, step=step, config=config)
+    return Policy(family=chosen, model=None, processor=processor, uri=target, digest=located.digest, step=located.step,
+                  config=config)  # fmt: skip
