@@ -158,6 +158,18 @@ if [[ -z "$CERT" ]]; then
 fi
 [[ -z "$CERT" || -f "$CERT" ]] || die "pip's CA bundle $CERT does not exist"
 
+# Podman 4.3's layer cache keys a LABEL step on its text, not on the build arguments it
+# expands, so after a commit that changes nothing else the cached label layer would keep the
+# previous revision (and `--label` is appended to the Dockerfile's last stage, not to the
+# --target one). A config-only build on top writes the values into the step's text instead.
+relabel() {  # relabel TAG LOG
+  local file="$DIR/relabel.Containerfile"
+  mkdir -p "$DIR/empty-context"
+  printf 'FROM %s\nLABEL "org.opencontainers.image.version"="%s" "org.opencontainers.image.revision"="%s" "org.opencontainers.image.source"="%s"\n' \
+    "$1" "$VERSION" "$REVISION" "$SOURCE_URL" >"$file"
+  podman build --layers -f "$file" -t "$1" "$DIR/empty-context" >>"$2" 2>&1
+}
+
 # name dockerfile target tag (the tags are the operator's and the chart's defaults)
 IMAGES=(
   "operator operator/Dockerfile operator vlmr1/operator:$VERSION"
@@ -189,6 +201,7 @@ for entry in "${IMAGES[@]}"; do
     tail -n 40 "$DIR/build-$name.log" >&2
     die "building $tag failed; full log: $DIR/build-$name.log"
   fi
+  relabel "$tag" "$DIR/build-$name.log" || die "labelling $tag failed; full log: $DIR/build-$name.log"
   log "built $tag ($(elapsed "$T"))"
 done
 
