@@ -19,11 +19,13 @@ from vlmr1_core.checkpoints import (
     CheckpointInfo,
     Selector,
     checkpoint_dirs,
+    checkpoint_name,
     find_resumable,
     prune,
     save_checkpoint,
     select_checkpoint,
     selector,
+    step_of,
     verify_checkpoint,
 )
 from vlmr1_core.config import TrainerConfig
@@ -267,6 +269,25 @@ def test_selector_reads_a_fromjob_reference() -> None:
     for bad in ("", "newest", "step=4", "-1"):
         with pytest.raises(ValueError, match="not best, latest or a step number"):
             selector(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("checkpoint-0", 0),
+        ("checkpoint-12", 12),
+        ("checkpoint-", None),
+        ("checkpoint-12b", None),
+        ("checkpoint--1", None),
+        (".tmp-checkpoint-3-abc", None),
+        ("Checkpoint-3", None),
+        ("checkpoints", None),
+    ],
+)
+def test_a_checkpoint_name_carries_its_step_and_nothing_else_does(name: str, step: int | None) -> None:
+    assert step_of(name) == step
+    if step is not None:
+        assert checkpoint_name(step) == name
 
 
 def test_doctests() -> None:

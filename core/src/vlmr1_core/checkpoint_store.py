@@ -28,6 +28,7 @@ from vlmr1_core.checkpoints import (
     kept_by_pruning,
     parse_manifest,
     sha256_file,
+    step_of,
     verify_checkpoint,
 )
 from vlmr1_core.objectstore import ObjectStore, StoredObject
@@ -45,8 +46,6 @@ __all__ = [
     "upload_checkpoint",
     "verify_remote",
 ]
-
-_PREFIX = "checkpoint-"
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -87,11 +86,6 @@ class RemoteListing:
         return [c for c in self.checkpoints if c.result.ok]
 
 
-def _step_of(name: str) -> int | None:
-    digits = name.removeprefix(_PREFIX)
-    return int(digits) if name.startswith(_PREFIX) and digits.isdigit() else None
-
-
 def upload_checkpoint(store: ObjectStore, local: Path, key: str) -> None:
     """Upload the complete local checkpoint folder ``local`` to ``key``: files, then the manifest.
 
@@ -124,10 +118,10 @@ def list_remote(store: ObjectStore, prefix: str) -> RemoteListing:
     start = f"{prefix}/" if prefix else ""
     for obj in store.list_objects(prefix):
         name, _, _ = obj.key[len(start) :].partition("/")
-        if _step_of(name) is not None:
+        if step_of(name) is not None:
             groups.setdefault(name, []).append(obj)
     checkpoints, incomplete = [], []
-    for name in sorted(groups, key=lambda n: _step_of(n) or 0, reverse=True):
+    for name in sorted(groups, key=lambda n: step_of(n) or 0, reverse=True):
         key = f"{start}{name}"
         objects = {o.key[len(key) + 1 :]: o.size for o in groups[name]}
         if MANIFEST not in objects:
@@ -141,7 +135,7 @@ def list_remote(store: ObjectStore, prefix: str) -> RemoteListing:
             continue
         files: dict[str, Any] = manifest["files"] if manifest is not None else {}
         if manifest is not None:
-            if result.step != _step_of(name):
+            if result.step != step_of(name):
                 result.errors.append(f"prefix {name} holds the manifest of step {result.step}")
             for file_name, entry in sorted(files.items()):
                 if file_name not in objects:

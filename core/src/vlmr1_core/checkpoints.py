@@ -34,6 +34,7 @@ DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 """A checkpoint digest as written everywhere: ``sha256:`` and 64 lower-case hex digits."""
 
 __all__ = [
+    "CHECKPOINTS",
     "DIGEST_PATTERN",
     "MANIFEST",
     "MANIFEST_FORMAT",
@@ -42,6 +43,7 @@ __all__ = [
     "VerifyResult",
     "best_index",
     "checkpoint_dirs",
+    "checkpoint_name",
     "find_resumable",
     "kept_by_pruning",
     "list_checkpoints",
@@ -53,6 +55,7 @@ __all__ = [
     "select_checkpoint",
     "selector",
     "sha256_file",
+    "step_of",
     "verify_checkpoint",
 ]
 
@@ -60,6 +63,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "vlmr1.io/checkpoint/v1"
+CHECKPOINTS = "checkpoints"
+"""The folder of a run (its output folder, and ``checkpoint.uri`` in a bucket) holding its
+``checkpoint-<step>`` folders."""
 _PREFIX = "checkpoint-"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 _TMP_PREFIX = ".tmp-checkpoint-"
@@ -237,7 +243,7 @@ def save_checkpoint(
         raise ValueError(f"step must be >= 0, got {step}")
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{_PREFIX}{step}"
+    final = root / checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step}-", dir=root))
     try:
         write_files_fn(tmp)
@@ -312,8 +318,8 @@ def verify_checkpoint(path: Path | str) -> VerifyResult:
     manifest = _read_manifest(root, result)
     if manifest is None:
         return result
-    name_match = _NAME.match(root.name)
-    if name_match and int(name_match.group(1)) != result.step:
+    named_step = step_of(root.name)
+    if named_step is not None and named_step != result.step:
         result.errors.append(f"folder {root.name} holds the manifest of step {result.step}")
     expected: dict[str, Any] = manifest["files"]
     present = {name for name in _files(root) if name != MANIFEST}
@@ -327,6 +333,25 @@ def verify_checkpoint(path: Path | str) -> VerifyResult:
     return result
 
 
+def checkpoint_name(step: int) -> str:
+    """The folder (or object prefix) name of a step's checkpoint.
+
+    >>> checkpoint_name(4)
+    'checkpoint-4'
+    """
+    return f"{_PREFIX}{step}"
+
+
+def step_of(name: str) -> int | None:
+    """The step a checkpoint folder's name carries; None for any other name.
+
+    >>> step_of("checkpoint-4"), step_of(".tmp-checkpoint-4-x1"), step_of("checkpoint-4b")
+    (4, None, None)
+    """
+    match = _NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
 def checkpoint_dirs(directory: Path | str) -> list[tuple[int, Path]]:
     """``(step, path)`` of every ``checkpoint-<step>`` folder, newest first (unverified)."""
     root = Path(directory)
@@ -334,9 +359,9 @@ def checkpoint_dirs(directory: Path | str) -> list[tuple[int, Path]]:
         return []
     found = []
     for child in root.iterdir():
-        match = _NAME.match(child.name)
-        if match and child.is_dir():
-            found.append((int(match.group(1)), child))
+        step = step_of(child.name)
+        if step is not None and child.is_dir():
+            found.append((step, child))
     return sorted(found, key=lambda item: item[0], reverse=True)
 
 

@@ -38,7 +38,7 @@ from vlmr1_core.checkpoint_store import (
     sync_folder,
     upload_checkpoint,
 )
-from vlmr1_core.checkpoints import CheckpointInfo, find_resumable
+from vlmr1_core.checkpoints import CHECKPOINTS, CheckpointInfo, checkpoint_name, find_resumable
 from vlmr1_core.config import TrainerConfig
 from vlmr1_core.objectstore import ObjectStore, S3Store
 
@@ -46,7 +46,6 @@ __all__ = ["RUN_FILES", "CheckpointMirror"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"  # as vlmr1_trainer.train.CHECKPOINTS (not imported: that pulls in the trainer)
 RUN_FILES = ("tensorboard", "metrics.jsonl")
 """Run-folder entries uploaded next to the checkpoints and restored with them."""
 _LOCK = ".vlmr1-restore.lock"
@@ -68,7 +67,7 @@ class CheckpointMirror:
         return cls(uri, output, config) if uri and uri.startswith("s3://") else None
 
     def key(self, step: int) -> str:
-        return f"{self.prefix}/{CHECKPOINTS}/checkpoint-{step}"
+        return f"{self.prefix}/{CHECKPOINTS}/{checkpoint_name(step)}"
 
     def restore(self, *, resume: bool, rank: int) -> None:
         """Before training: re-upload a newer local checkpoint (rank 0), download a newer remote one."""
@@ -85,7 +84,7 @@ class CheckpointMirror:
                 upload_checkpoint(self.store, local.path, self.key(local_step))
             elif remote is not None and remote_step > local_step:
                 log.info("downloading checkpoint %d from %s to resume from it", remote_step, remote.uri)
-                download_checkpoint(self.store, remote.key, self.output / CHECKPOINTS / f"checkpoint-{remote_step}")
+                download_checkpoint(self.store, remote.key, self.output / CHECKPOINTS / checkpoint_name(remote_step))
                 self._restore_run_files()
 
     def publish(self, info: CheckpointInfo) -> None:

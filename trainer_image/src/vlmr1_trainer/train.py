@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmr1_core.accelerators import DIST_BACKEND, Accelerator, torch_device
-from vlmr1_core.checkpoints import CheckpointInfo, find_resumable, prune, save_checkpoint
+from vlmr1_core.checkpoints import CHECKPOINTS, CheckpointInfo, find_resumable, prune, save_checkpoint
 from vlmr1_core.config import TrainerConfig
 from vlmr1_core.errors import UserError
 from vlmr1_trainer.data import BadSampleError, LoadReport, Sample
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGING = "staging"
-CHECKPOINTS = "checkpoints"
 EVALUATION = "evaluation"
 """Folder inside a checkpoint holding its evaluation results (metrics.json, <set>.samples.jsonl)."""
 START_EVALUATION = "start-evaluation"

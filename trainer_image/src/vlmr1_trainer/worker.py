@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from vlmr1_core.accelerators import ACCELERATORS
+from vlmr1_core.checkpoints import CHECKPOINTS
 from vlmr1_core.config import TrainerConfig
 from vlmr1_core.errors import UserError, report
 from vlmr1_trainer.launch import NodeEnv, is_worker, torchrun_argv
@@ -263,8 +264,6 @@ def quiet_libraries() -> None:
 def checkpoint_base_uri(config: TrainerConfig) -> str | None:
     """The uri of the folder holding the checkpoints (``<checkpoint.uri>/checkpoints``: the run
     folder is checkpoint.uri itself), recorded with each checkpoint; None for a plain path."""
-    from vlmr1_trainer.train import CHECKPOINTS
-
     uri = config.checkpoint.uri
     return f"{uri.rstrip('/')}/{CHECKPOINTS}" if uri and "://" in uri else None
 

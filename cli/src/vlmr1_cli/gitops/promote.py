@@ -21,7 +21,7 @@ from vlmr1_cli.gitops.edit import EditResult, Pin, find_service, pin_model, writ
 from vlmr1_cli.gitops.evalresults import EvalResults, gate_metrics
 from vlmr1_cli.gitops.git import GitError, Repo
 from vlmr1_cli.gitops.select import Candidate, Gate, GateResult, Selection, check_gates, choose
-from vlmr1_core.checkpoints import MANIFEST, list_checkpoints, manifest_digest, verify_checkpoint
+from vlmr1_core.checkpoints import CHECKPOINTS, MANIFEST, list_checkpoints, manifest_digest, verify_checkpoint
 from vlmr1_core.uri import StorageError, parse_uri, resolve_local_path
 
 __all__ = ["JobReader", "Outcome", "Request", "Source", "Verified", "promote"]
@@ -206,7 +206,7 @@ def job_source(job: Mapping[str, Any], namespace: str, name: str) -> Source:
 
 def run_dir_source(run_dir: Path, uri_prefix: str | None) -> Source:
     """The checkpoints of a local run folder (``DIR/checkpoints/checkpoint-<step>``, or DIR itself)."""
-    folder = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    folder = run_dir / CHECKPOINTS if (run_dir / CHECKPOINTS).is_dir() else run_dir
     results = list_checkpoints(folder, verify=False)
     if not results:
         raise PromoteError(
@@ -223,7 +223,7 @@ def run_dir_source(run_dir: Path, uri_prefix: str | None) -> Source:
             f"them is unknown; pass --uri-prefix PREFIX (the uri of {folder}, e.g. pvc://claim/run/checkpoints)"
         )
     absolute = run_dir.resolve()
-    name = (absolute.parent.name if absolute.name == "checkpoints" else absolute.name) or "run"
+    name = (absolute.parent.name if absolute.name == CHECKPOINTS else absolute.name) or "run"
     candidates = [
         Candidate(r.step, f"{prefix.rstrip('/')}/{r.path.name}", r.digest, dict(r.metrics), r.path)
         for r in results
@@ -259,7 +259,7 @@ def _default_prefix(uri: Any) -> str | None:
     out (checkpoint.uri names the run folder), when checkpoint.uri names shared storage."""
     if not isinstance(uri, str) or not _SCHEME.match(uri):
         return None
-    return uri.rstrip("/") + "/checkpoints"
+    return f"{uri.rstrip('/')}/{CHECKPOINTS}"
 
 
 def local_path(uri: str, pvc_root: Path) -> Path:
