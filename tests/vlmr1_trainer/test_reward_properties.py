@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -97,20 +98,26 @@ def _soup(size: int) -> str:
     return (text * (size // len(text) + 1))[:size]
 
 
-# Adversarial 20 KB completions: each one defeats a naive lazy regex somewhere.
-BIG = {
-    "soup": _soup(20_000),
-    "opens": "<answer>" * 2500,
-    "think": "<think>" + "</think><answer>" * 1250,
-    "box": "<answer>" + "[1," * 6660,
-    "fence": "```json" * 2857,
-    "bbox_list": '[{"bbox_2d""label"' * 1000,
-    "digits": "<answer>[" + "1" * 19_980 + "</answer>",
-    "boxed": "\\boxed{" * 2857,
-    "letters": "A. " * 6666,
-    "unicode": "😀ß\u3000" * 6666,
-    "words": "the cat sat on the mat " * 870,
+def _repeat(unit: str, size: int, head: str = "", tail: str = "") -> str:
+    return head + unit * ((size - len(head) - len(tail)) // len(unit)) + tail
+
+
+# Adversarial completions of about ``size`` characters: each one defeats a naive lazy regex
+# somewhere (a scan from every opening tag to the end is quadratic in the length).
+ADVERSARIAL: dict[str, Callable[[int], str]] = {
+    "soup": _soup,
+    "opens": lambda size: _repeat("<answer>", size),
+    "think": lambda size: _repeat("</think><answer>", size, head="<think>"),
+    "box": lambda size: _repeat("[1,", size, head="<answer>"),
+    "fence": lambda size: _repeat("```json", size),
+    "bbox_list": lambda size: _repeat('[{"bbox_2d""label"', size),
+    "digits": lambda size: _repeat("1", size, head="<answer>[", tail="</answer>"),
+    "boxed": lambda size: _repeat("\\boxed{", size),
+    "letters": lambda size: _repeat("A. ", size),
+    "unicode": lambda size: _repeat("😀ß\u3000", size),
+    "words": lambda size: _repeat("the cat sat on the mat ", size),
 }
+BIG = {kind: make(20_000) for kind, make in ADVERSARIAL.items()}
 
 
 def _best_of(reward: rewards.Reward, completion: str, sample: dict[str, Any], repeats: int = 5) -> float:
@@ -123,10 +130,16 @@ def _best_of(reward: rewards.Reward, completion: str, sample: dict[str, Any], re
 
 
 @pytest.mark.parametrize("name", FAST)
-@pytest.mark.parametrize("kind", sorted(BIG))
-def test_20kb_completion_under_5ms(name: str, kind: str) -> None:
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
+def test_adversarial_completions_cost_linear_time(name: str, kind: str) -> None:
+    # Ten times the text may cost about ten times the time; a quadratic scan costs a hundred.
+    # A ratio measured side by side holds on any machine (how fast a reward is on typical
+    # completions is bench/rewards.py's); the 1 ms absorbs timer noise on microsecond calls.
     reward = rewards.build(name)
-    assert _best_of(reward, BIG[kind], SAMPLES.get(name, DEFAULT_SAMPLE)) < 0.005
+    sample = SAMPLES.get(name, DEFAULT_SAMPLE)
+    small = _best_of(reward, ADVERSARIAL[kind](2_000), sample)
+    big = _best_of(reward, BIG[kind], sample)
+    assert big < 30 * small + 0.001, f"{name} on {kind}: 2 KB in {small * 1e3:.3f} ms, 20 KB in {big * 1e3:.3f} ms"
 
 
 def test_repetition_on_20kb_broken_json_is_linear() -> None:
