@@ -7,23 +7,13 @@ VLMR1_SKIP_IMAGES=1 to skip them explicitly on a machine that cannot build image
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
+from vlmr1_devtools.devcluster.fixtures import control_plane  # noqa: F401  (the real API server, a fixture)
+
 from .podman import Podman, build_images
-
-_NAME = "vlmr1_controlplane_fixtures"
-if _NAME not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).parents[1] / "controlplane" / "fixtures.py")
-    assert _spec is not None and _spec.loader is not None
-    sys.modules[_NAME] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_NAME])
-
-control_plane = sys.modules[_NAME].control_plane
 
 
 @pytest.fixture(scope="session")

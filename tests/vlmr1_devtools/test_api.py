@@ -4,7 +4,6 @@ on the real apiextensions-apiserver by creating a ConfigMap in the simulated API
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,14 +17,9 @@ from typing import Any
 
 import pytest
 
-_NAME = "vlmr1_controlplane_fixtures"
-if _NAME not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).parents[1] / "controlplane" / "fixtures.py")
-    assert _spec is not None and _spec.loader is not None
-    sys.modules[_NAME] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_NAME])
+from vlmr1_devtools.devcluster.fixtures import make_control_plane_fixture
 
-control_plane = sys.modules[_NAME].make_control_plane_fixture("module")
+control_plane = make_control_plane_fixture("module")
 pytestmark = pytest.mark.apiserver
 
 kubernetes = pytest.importorskip("kubernetes")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import pytest
 
 from vlmr1_core.checkpoints import CheckpointInfo, save_checkpoint
+from vlmr1_devtools.devcluster.fixtures import control_plane  # noqa: F401  (the real API server, a fixture)
 
 SERVICE = """\
 # The REC model, served on CPU for development.
@@ -142,14 +141,3 @@ METRICS: dict[int, dict[str, Any]] = {
     4: {"reward": 0.7, "loss": 0.2, EVAL: 0.91, "eval/refcoco-val/samples": 100},
     6: {"reward": 0.5, "loss": 0.1, EVAL: 0.88, "eval/refcoco-val/samples": 100},
 }
-
-
-# The real API server (tests/controlplane/fixtures.py), loaded by path and shared with other folders' conftests.
-_CP = "vlmr1_controlplane_fixtures"
-if _CP not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_CP, Path(__file__).parents[2] / "controlplane" / "fixtures.py")
-    assert _spec is not None and _spec.loader is not None
-    sys.modules[_CP] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_CP])
-
-control_plane = sys.modules[_CP].control_plane

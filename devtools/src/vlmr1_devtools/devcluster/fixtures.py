@@ -1,22 +1,13 @@
 """pytest fixtures for the local control plane (``vlmr1_devtools.devcluster``).
 
-Third-party imports: pytest (and, through the package, cryptography/aiohttp).
+A conftest.py exposes one by importing it::
 
-Use from any conftest.py, whatever pytest's import mode (load this file by path, so
-``tests`` need not be a package; reuse the sys.modules entry so the module is loaded once).
-Note pytest caches a fixture per conftest that declares it: two folders whose conftests both
-expose ``control_plane`` get one control plane each (isolated, a few seconds apiece); declare
-it in a common parent conftest instead to share one::
+    from vlmr1_devtools.devcluster.fixtures import control_plane  # session-scoped
 
-    import importlib.util, pathlib, sys
-    _NAME = "vlmr1_controlplane_fixtures"
-    if _NAME not in sys.modules:
-        _spec = importlib.util.spec_from_file_location(
-            _NAME, pathlib.Path(__file__).parent / "controlplane" / "fixtures.py")
-        sys.modules[_NAME] = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(sys.modules[_NAME])
-    control_plane = sys.modules[_NAME].control_plane      # session-scoped
-    # or another scope: sys.modules[_NAME].make_control_plane_fixture("module")
+or, for another scope, ``control_plane = make_control_plane_fixture("module")``. pytest
+caches a fixture per conftest that declares it: two folders whose conftests both expose
+``control_plane`` get one control plane each (isolated, a few seconds apiece); declare it in
+a common parent conftest to share one.
 
 The control plane starts with kopf's peering CRDs and vlmr1's CRDs installed.
 
@@ -36,11 +27,7 @@ import pytest
 
 from vlmr1_devtools import devcluster
 
-
-def load_controlplane() -> Any:
-    """The control plane module (kept for callers of the former tests/controlplane/controlplane.py)."""
-    return devcluster
-
+__all__ = ["control_plane", "make_control_plane_fixture"]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 
