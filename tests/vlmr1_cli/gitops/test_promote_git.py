@@ -145,6 +145,17 @@ def test_refuses_a_checkpoint_that_does_not_verify(setup: Any, git: Git) -> None
     unchanged(git, service, before)
 
 
+def test_a_checkpoint_with_an_unreadable_manifest_is_refused_not_skipped(setup: Any, git: Git) -> None:
+    # Kept as a candidate (step from its folder name) so that asking for it names the problem,
+    # rather than "no checkpoint 6" or a silent fall back to another step.
+    service, run_dir, infos = setup
+    before = service.read_text()
+    (infos[6].path / "manifest.json").write_text("not json")
+    with pytest.raises(PromoteError, match=r"checkpoint step 6 at .* does not verify"):
+        do(run_request(service, run_dir, select="step=6"))
+    unchanged(git, service, before)
+
+
 def test_refuses_a_gate_miss_with_the_measured_value(setup: Any, git: Git) -> None:
     service, run_dir, _ = setup
     before = service.read_text()

@@ -21,7 +21,14 @@ from vlmr1_cli.gitops.edit import EditResult, Pin, find_service, pin_model, writ
 from vlmr1_cli.gitops.evalresults import EvalResults, gate_metrics
 from vlmr1_cli.gitops.git import GitError, Repo
 from vlmr1_cli.gitops.select import Candidate, Gate, GateResult, Selection, check_gates, choose
-from vlmr1_core.checkpoints import CHECKPOINTS, MANIFEST, list_checkpoints, manifest_digest, verify_checkpoint
+from vlmr1_core.checkpoints import (
+    CHECKPOINTS,
+    MANIFEST,
+    list_checkpoints,
+    manifest_digest,
+    step_of,
+    verify_checkpoint,
+)
 from vlmr1_core.uri import StorageError, parse_uri, resolve_local_path
 
 __all__ = ["JobReader", "Outcome", "Request", "Source", "Verified", "promote"]
@@ -230,9 +237,9 @@ def run_dir_source(run_dir: Path, uri_prefix: str | None) -> Source:
         if r.step is not None
     ]
     candidates += [  # an unreadable manifest: kept so selecting it is refused by verification, not skipped
-        Candidate(int(r.path.name.rpartition("-")[2]), f"{prefix.rstrip('/')}/{r.path.name}", None, {}, r.path)
+        Candidate(step, f"{prefix.rstrip('/')}/{r.path.name}", None, {}, r.path)
         for r in results
-        if r.step is None
+        if r.step is None and (step := step_of(r.path.name)) is not None
     ]
     return Source(
         f"run folder {run_dir}",
